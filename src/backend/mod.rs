@@ -1,0 +1,261 @@
+//! The `Backend` trait: the ops of a Llama-family forward pass, device memory, and the table
+//! of (op, dtype) pairs a backend can run. Implemented by `wgpu`, `cuda` and `reference`
+//! (plain Rust, the test oracle).
+//!
+//! Activations are f32, row-major `[t, width]`. Weights stay in their file dtype; the
+//! kernels read that dtype directly. An op's name here is also its shader file
+//! (`shaders/<op>*.wgsl`), its kernel file (`kernels/<op>*.cu`) and its test cases.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::weights::TensorInfo;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Op {
+    Embedding,
+    RmsNorm,
+    Matmul,
+    AddBias,
+    Rope,
+    KvWrite,
+    Attention,
+    Swiglu,
+    Add,
+    Copy,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Embedding => "embedding",
+            Op::RmsNorm => "rms_norm",
+            Op::Matmul => "matmul",
+            Op::AddBias => "add_bias",
+            Op::Rope => "rope",
+            Op::KvWrite => "kv_write",
+            Op::Attention => "attention",
+            Op::Swiglu => "swiglu",
+            Op::Add => "add",
+            Op::Copy => "copy",
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a backend can run: the weight dtypes each weight-reading op accepts.
+#[derive(Clone, Debug, Default)]
+pub struct SupportTable {
+    pub entries: Vec<(Op, DType)>,
+}
+
+impl SupportTable {
+    pub fn new(ops: &[(Op, &[DType])]) -> SupportTable {
+        let entries = ops
+            .iter()
+            .flat_map(|(op, dts)| dts.iter().map(move |d| (*op, *d)))
+            .collect();
+        SupportTable { entries }
+    }
+
+    pub fn supports(&self, op: Op, dtype: DType) -> bool {
+        self.entries.contains(&(op, dtype))
+    }
+
+    pub fn dtypes_for(&self, op: Op) -> Vec<DType> {
+        self.entries
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .map(|(_, d)| *d)
+            .collect()
+    }
+
+    /// The standard error for a tensor this table cannot run, or Ok.
+    pub fn check(&self, backend: &str, device: &str, t: &TensorInfo, op: Op) -> Result<()> {
+        if self.supports(op, t.dtype) {
+            return Ok(());
+        }
+        let supported = self.dtypes_for(op);
+        let list = supported
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let suggestion = if t.dtype.is_quantized() || t.dtype == DType::I8 {
+            format!(
+                "Use a file quantized to one of those types (e.g. re-quantize with `lamina \
+                 quantize IN OUT --type q8_0` or llama-quantize), or a backend that supports \
+                 {} (see `lamina inspect MODEL`).",
+                t.dtype
+            )
+        } else {
+            format!(
+                "Use a file whose weights are in one of those dtypes, or a backend that \
+                 supports {} (see `lamina inspect MODEL`).",
+                t.dtype
+            )
+        };
+        Err(Error::UnsupportedDtype {
+            tensor: t.name.clone(),
+            dtype: t.dtype,
+            op: op.name().to_string(),
+            backend: backend.to_string(),
+            device: device.to_string(),
+            supported: if list.is_empty() {
+                "nothing".into()
+            } else {
+                list
+            },
+            suggestion,
+        })
+    }
+}
+
+/// Which elements rope rotates together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum RopeLayout {
+    /// Adjacent pairs (2i, 2i+1): GGUF llama files, whose Q/K rows the converter permuted.
+    Normal,
+    /// Halves (i, i + d/2), Hugging Face's rotate_half: HF checkpoints, and GGUF qwen2/phi3.
+    Neox,
+}
+
+/// A weight matrix `[rows, cols]`, or a range of rows of one (Phi-3's fused qkv and
+/// gate_up are read through such views, never copied).
+pub struct WeightView<'a, W> {
+    pub w: &'a W,
+    pub row0: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// Per-row (output channel) scale of an int8 weight, and its zero point if asymmetric.
+    pub scale: Option<&'a W>,
+    pub zero: Option<&'a W>,
+}
+
+/// Device memory in bytes.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct MemInfo {
+    pub free: u64,
+    pub total: u64,
+}
+
+/// The ops of the forward pass over one device. Ops are enqueued in order on one queue or
+/// stream; `read` waits for everything before it.
+///
+/// Each step starts with `set_step`, which places the step's token ids and positions on the
+/// device; `embedding`, `rope`, `kv_write` and `attention` read them from there, so a decode
+/// step issues the same launches every time (a CUDA graph can replay it).
+pub trait Backend {
+    /// A device buffer of f32.
+    type Buf;
+    /// An uploaded weight tensor in its file dtype.
+    type Weight;
+    /// The KV cache of all layers.
+    type Cache;
+
+    fn name(&self) -> &'static str;
+    /// The device, in words (adapter or GPU name, driver).
+    fn device(&self) -> String;
+    fn support(&self) -> SupportTable;
+    fn memory(&self) -> Option<MemInfo> {
+        None
+    }
+
+    /// Uploads a tensor's bytes unchanged (its dtype and shape from `t`).
+    fn upload_weight(&self, t: &TensorInfo, bytes: &[u8]) -> Result<Self::Weight>;
+    /// A buffer of `len` f32; its contents are undefined until written.
+    fn alloc(&self, len: usize) -> Result<Self::Buf>;
+    fn write(&self, buf: &Self::Buf, data: &[f32]) -> Result<()>;
+    fn read(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
+    /// A KV cache for `max_ctx` positions.
+    fn alloc_cache(
+        &self,
+        layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        max_ctx: usize,
+    ) -> Result<Self::Cache>;
+
+    /// The token ids and positions of the `ids.len()` rows of this step.
+    fn set_step(&self, ids: &[u32], positions: &[u32]) -> Result<()>;
+    /// Runs `f`, which enqueues a step's ops. A backend may record them under `key` the first
+    /// time and replay the recording later instead of calling `f` (CUDA graphs).
+    fn record(&self, key: Option<u64>, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let _ = key;
+        f()
+    }
+
+    /// out[t, :] = table[ids[t], :]
+    fn embedding(&self, table: &Self::Weight, out: &Self::Buf, t: usize) -> Result<()>;
+    /// out = x / rms(x) * w, per row of `dim`.
+    fn rms_norm(
+        &self,
+        x: &Self::Buf,
+        w: &Self::Weight,
+        out: &Self::Buf,
+        t: usize,
+        dim: usize,
+        eps: f32,
+    ) -> Result<()>;
+    /// out[t, rows] = x[t, cols] . W[rows, cols]^T
+    fn matmul(
+        &self,
+        x: &Self::Buf,
+        w: WeightView<'_, Self::Weight>,
+        out: &Self::Buf,
+        t: usize,
+    ) -> Result<()>;
+    /// x[t, :] += bias
+    fn add_bias(&self, x: &Self::Buf, bias: &Self::Weight, t: usize, n: usize) -> Result<()>;
+    /// Rotates each head of x in place by angle position * inv_freq[i], with cos and sin
+    /// multiplied by `scale` (longrope's attention factor; 1 otherwise).
+    #[allow(clippy::too_many_arguments)]
+    fn rope(
+        &self,
+        x: &Self::Buf,
+        inv_freq: &Self::Buf,
+        t: usize,
+        heads: usize,
+        head_dim: usize,
+        scale: f32,
+        layout: RopeLayout,
+    ) -> Result<()>;
+    /// Stores the step's keys and values at their positions in `layer` of the cache.
+    fn kv_write(
+        &self,
+        cache: &Self::Cache,
+        layer: usize,
+        k: &Self::Buf,
+        v: &Self::Buf,
+        t: usize,
+    ) -> Result<()>;
+    /// Causal attention of the step's queries over the cache (grouped-query: query head h
+    /// reads kv head h / (heads / kv_heads)); row t sees positions 0..=positions[t].
+    fn attention(
+        &self,
+        q: &Self::Buf,
+        cache: &Self::Cache,
+        layer: usize,
+        out: &Self::Buf,
+        t: usize,
+        heads: usize,
+        scale: f32,
+    ) -> Result<()>;
+    /// out = silu(gate) * up
+    fn swiglu(&self, gate: &Self::Buf, up: &Self::Buf, out: &Self::Buf, n: usize) -> Result<()>;
+    /// x += y
+    fn add(&self, x: &Self::Buf, y: &Self::Buf, n: usize) -> Result<()>;
+    /// dst[dst_off..dst_off+n] = src[src_off..src_off+n]
+    fn copy(
+        &self,
+        src: &Self::Buf,
+        src_off: usize,
+        dst: &Self::Buf,
+        dst_off: usize,
+        n: usize,
+    ) -> Result<()>;
+}

@@ -1,0 +1,9 @@
+//! lamina: an inference engine for Llama-family models over wgpu (WGSL) and CUDA.
+
+pub mod backend;
+pub mod dtype;
+pub mod error;
+pub mod model;
+pub mod weights;
+
+pub use error::{Error, Result};

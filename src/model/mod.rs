@@ -1,0 +1,4 @@
+//! Models: configuration, rope, the forward pass.
+
+pub mod config;
+pub mod rope;
