@@ -1,10 +1,12 @@
 //! lamina: an inference engine for Llama-family models over wgpu (WGSL) and CUDA.
 
 pub mod backend;
+pub mod chat;
 pub mod dtype;
 pub mod error;
 pub mod model;
 pub mod testdata;
+pub mod tokenizer;
 pub mod weights;
 
 pub use error::{Error, Result};
