@@ -104,6 +104,22 @@ fn conformance_deepseek_llm() {
     conformance("deepseek-llm");
 }
 
+/// Vocabularies beyond the required five whose pre-tokenizers lamina also knows.
+#[test]
+fn conformance_other_vocabularies() {
+    for name in [
+        "deepseek-coder",
+        "gpt-2",
+        "starcoder",
+        "refact",
+        "command-r",
+        "falcon",
+        "mpt",
+    ] {
+        conformance(name);
+    }
+}
+
 /// Code, emoji, numbers, whitespace runs, special-token texts.
 const EXTRA: &[&str] = &[
     "fn main() {\n    println!(\"hello, {}\", 42);\n}\n",
@@ -310,8 +326,7 @@ fn unknown_pre_tokenizer_is_named() {
     let mut meta = vocab_meta("qwen2");
     meta.insert("tokenizer.ggml.pre".into(), Value::String("wobbly".into()));
     let err = Tokenizer::from_gguf(&meta)
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     assert!(err.contains("'wobbly'"), "{err}");
     for known in [
@@ -326,8 +341,7 @@ fn unknown_pre_tokenizer_is_named() {
     }
     meta.insert("tokenizer.ggml.model".into(), Value::String("t5".into()));
     let err = Tokenizer::from_gguf(&meta)
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     assert!(err.contains("'t5'"), "{err}");
 }

@@ -39,6 +39,14 @@ pub struct Tokenizer {
     source: String,
 }
 
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
 /// The parts both loaders produce.
 struct Parts {
     hf: tokenizers::Tokenizer,
