@@ -4,6 +4,8 @@ pub mod backend;
 pub mod dtype;
 pub mod error;
 pub mod model;
+pub mod progress;
+pub mod sample;
 pub mod testdata;
 pub mod weights;
 
