@@ -308,6 +308,18 @@ fn gguf_unsupported_architecture() {
 }
 
 #[test]
+fn gguf_mixture_of_experts_is_refused() {
+    let dir = test_dir("moe");
+    let path = dir.join("mixtral.gguf");
+    let mut meta = llama_meta("llama");
+    meta.insert("llama.expert_count".into(), Value::U32(8));
+    std::fs::write(&path, llama_gguf_with(&meta, &llama_shapes())).unwrap();
+    let msg = err(open(path.to_str().unwrap()));
+    assert_has(&msg, &["llama.expert_count is 8", "mixture-of-experts"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn gguf_missing_tensor() {
     let dir = test_dir("missing");
     let path = dir.join("m.gguf");

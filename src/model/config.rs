@@ -245,6 +245,14 @@ impl ModelConfig {
         let arch = m.get_str("general.architecture")?.to_string();
         let family = family_of(&arch)?;
         let k = |name: &str| format!("{arch}.{name}");
+        // Mixtral-style GGUFs say `llama` but hold experts in place of one MLP.
+        if let Some(n) = m.opt_usize(&k("expert_count"))?.filter(|&n| n > 0) {
+            return Err(Error::Model(format!(
+                "{} is {n}: mixture-of-experts models are not supported (lamina runs dense \
+                 {SUPPORTED})",
+                k("expert_count")
+            )));
+        }
         let hidden_size = m.get_usize(&k("embedding_length"))?;
         let num_heads = m.get_usize(&k("attention.head_count"))?;
         let head_dim = match m.opt_usize(&k("attention.key_length"))? {

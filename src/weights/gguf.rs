@@ -384,7 +384,8 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<GgufHeader> {
         },
     };
 
-    let mut raw = Vec::with_capacity(n_tensors);
+    // Grows with the descriptors actually read; the count was bounded above.
+    let mut raw = Vec::with_capacity(n_tensors.min(1 << 12));
     for _ in 0..n_tensors {
         raw.push(r.tensor_descriptor()?);
     }
