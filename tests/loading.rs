@@ -6,6 +6,7 @@ use lamina::backend::{Op, RopeLayout};
 use lamina::dtype::DType;
 use lamina::model::config::{Family, ModelConfig, RopeScaling};
 use lamina::model::diagnose::Diagnosis;
+use lamina::model::llama::Plan;
 use lamina::model::resolve::{open, resolve_in};
 use lamina::testdata;
 use lamina::weights::gguf::{self, Metadata, MetadataExt, TensorData, Value};
@@ -95,7 +96,7 @@ fn smollm2_gguf_loads() {
     );
     assert!(s.total_bytes() < map.len() && s.total_bytes() > 90_000_000);
 
-    let ops = c.tensor_ops(s);
+    let ops = Plan::new(c, s).unwrap().tensor_ops();
     assert!(ops.contains(&("token_embd.weight".into(), Op::Embedding)));
     assert!(ops.contains(&("token_embd.weight".into(), Op::Matmul)));
     assert!(ops.contains(&("blk.3.attn_norm.weight".into(), Op::RmsNorm)));
@@ -174,7 +175,7 @@ fn qwen_coder_gguf_loads() {
         DType::Q6_K
     );
 
-    let ops = c.tensor_ops(s);
+    let ops = Plan::new(c, s).unwrap().tensor_ops();
     assert!(ops.contains(&("blk.0.attn_v.bias".into(), Op::AddBias)));
     assert!(ops.contains(&("output.weight".into(), Op::Matmul)));
     assert!(!ops.contains(&("token_embd.weight".into(), Op::Matmul)));
@@ -428,7 +429,7 @@ fn sharded_safetensors_llama_loads() {
         assert_eq!(t.dtype.to_string(), w.dtype.to_string(), "{name}");
         assert_eq!(s.bytes(t), &w.data[..], "{name}: bytes differ");
     }
-    let ops = c.tensor_ops(s);
+    let ops = Plan::new(c, s).unwrap().tensor_ops();
     assert!(ops.contains(&("output.weight".into(), Op::Matmul)));
     assert!(!ops.contains(&("token_embd.weight".into(), Op::Matmul)));
 
@@ -516,7 +517,7 @@ fn phi3_fused_folder_loads() {
     let gate_up = m.store.require("blk.0.ffn_gate_up.weight").unwrap();
     assert_eq!(gate_up.shape, vec![2 * ff, h]);
     assert!(m.store.get("blk.0.attn_q.weight").is_none());
-    let ops = c.tensor_ops(&m.store);
+    let ops = Plan::new(c, &m.store).unwrap().tensor_ops();
     assert!(ops.contains(&("blk.0.attn_qkv.weight".into(), Op::Matmul)));
     assert!(ops.contains(&("blk.0.ffn_gate_up.weight".into(), Op::Matmul)));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -780,8 +781,9 @@ fn gguf_llama3_rope_freqs_load() {
     };
     assert_eq!(c.rope_scaling, Some(want));
     // rope_freqs feeds no op: the host computes the frequencies.
-    assert!(!c
-        .tensor_ops(&m.store)
+    assert!(!Plan::new(c, &m.store)
+        .unwrap()
+        .tensor_ops()
         .iter()
         .any(|(n, _)| n == "rope_freqs.weight"));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod diagnose;
+pub mod llama;
 pub mod resolve;
 pub mod rope;
 pub mod validate;

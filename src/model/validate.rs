@@ -1,18 +1,16 @@
-//! What the forward pass reads from a weight file, per config: each tensor's expected shape
-//! and the ops that read it. `validate` checks a file against it before anything runs;
-//! `tensor_ops` lets the engine check a backend's support table before anything is uploaded.
+//! What the forward pass reads from a weight file, per config, with each tensor's expected
+//! shape: `validate` checks a file against it before anything runs. (Which op reads each
+//! tensor is the engine's `Plan`, in llama.rs.)
 
 use super::config::{Family, ModelConfig};
-use crate::backend::Op;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::weights::WeightStore;
 
-/// A tensor the forward pass reads: its expected shape and the ops that read it.
+/// A tensor the forward pass reads and its expected shape.
 struct Need {
     name: String,
     shape: Vec<usize>,
-    ops: Vec<Op>,
     /// Optional tensors (a Llama `attn_output.bias`) are used when present.
     required: bool,
 }
@@ -27,41 +25,20 @@ impl ModelConfig {
             self.intermediate_size,
         );
         let mut out = Vec::new();
-        let mut need = |name: String, shape: Vec<usize>, ops: &[Op], required: bool| {
+        let mut need = |name: String, shape: Vec<usize>, required: bool| {
             out.push(Need {
                 name,
                 shape,
-                ops: ops.to_vec(),
                 required,
             })
         };
-        let embd_ops: &[Op] = if self.tie_word_embeddings {
-            &[Op::Embedding, Op::Matmul]
-        } else {
-            &[Op::Embedding]
-        };
-        need(
-            "token_embd.weight".into(),
-            vec![self.vocab_size, h],
-            embd_ops,
-            true,
-        );
+        need("token_embd.weight".into(), vec![self.vocab_size, h], true);
         for l in 0..self.num_layers {
             let b = |t: &str| format!("blk.{l}.{t}");
             let mut linear = |t: &str, rows: usize, cols: usize, bias: bool, bias_required| {
-                need(
-                    b(&format!("{t}.weight")),
-                    vec![rows, cols],
-                    &[Op::Matmul],
-                    true,
-                );
+                need(b(&format!("{t}.weight")), vec![rows, cols], true);
                 if bias {
-                    need(
-                        b(&format!("{t}.bias")),
-                        vec![rows],
-                        &[Op::AddBias],
-                        bias_required,
-                    );
+                    need(b(&format!("{t}.bias")), vec![rows], bias_required);
                 }
             };
             let ab = self.attention_bias;
@@ -87,17 +64,12 @@ impl ModelConfig {
                 linear("ffn_up", ff, h, self.mlp_bias, true);
             }
             linear("ffn_down", h, ff, self.mlp_bias, true);
-            need(b("attn_norm.weight"), vec![h], &[Op::RmsNorm], true);
-            need(b("ffn_norm.weight"), vec![h], &[Op::RmsNorm], true);
+            need(b("attn_norm.weight"), vec![h], true);
+            need(b("ffn_norm.weight"), vec![h], true);
         }
-        need("output_norm.weight".into(), vec![h], &[Op::RmsNorm], true);
+        need("output_norm.weight".into(), vec![h], true);
         if !self.tie_word_embeddings {
-            need(
-                "output.weight".into(),
-                vec![self.vocab_size, h],
-                &[Op::Matmul],
-                true,
-            );
+            need("output.weight".into(), vec![self.vocab_size, h], true);
         }
         out
     }
@@ -152,16 +124,5 @@ impl ModelConfig {
             self.vocab_size,
             problems[..shown].join("\n  ")
         )))
-    }
-
-    /// Which tensor feeds which weight-reading op, for checking a backend's `SupportTable`
-    /// before anything is uploaded. A tied embedding feeds both `Embedding` and `Matmul`.
-    /// The scales of int8 weights travel with their weight and are not listed.
-    pub fn tensor_ops(&self, store: &WeightStore) -> Vec<(String, Op)> {
-        self.needs()
-            .into_iter()
-            .filter(|n| store.get(&n.name).is_some())
-            .flat_map(|n| n.ops.into_iter().map(move |op| (n.name.clone(), op)))
-            .collect()
     }
 }
