@@ -20,7 +20,7 @@
 //! - Q3_K 6-bit scales j < 16: low nibble in byte j%8 (low nibble for j < 8, else high), top
 //!   two bits in byte 8 + j%4 at bits 2*(j/4).
 
-use super::search::{fit_affine, fit_symmetric};
+use super::search::{fit_affine, fit_symmetric, nearest};
 use super::{f16_at, f16_bytes, f16_round};
 
 const QK_K: usize = 256;
@@ -157,28 +157,24 @@ struct Affine {
 /// scales and mins to 0..=smax against the f16 super-block scales, and re-rounds every level
 /// against the scales as they will be decoded.
 fn quantize_affine(x: &[f32], sub: usize, top: u8, smax: u8) -> Affine {
-    let n = QK_K / sub;
-    let mut levels = [0u8; QK_K];
-    let (mut s, mut m) = (vec![0f32; n], vec![0f32; n]);
-    for j in 0..n {
-        (s[j], m[j]) = fit_affine(&x[j * sub..][..sub], top, &mut levels[j * sub..][..sub]);
-    }
+    let (s, m): (Vec<f32>, Vec<f32>) = x.chunks_exact(sub).map(|g| fit_affine(g, top)).unzip();
     let super_scale = |v: &[f32]| f16_round(v.iter().fold(0.0f32, |a, &b| a.max(b)) / smax as f32);
     let (d, dmin) = (super_scale(&s), super_scale(&m));
     let to_int = |v: f32, unit: f32| -> u8 {
         if unit > 0.0 {
-            (v / unit).round().clamp(0.0, smax as f32) as u8
+            nearest(v / unit).clamp(0.0, smax as f32) as u8
         } else {
             0
         }
     };
     let sc: Vec<u8> = s.iter().map(|&v| to_int(v, d)).collect();
     let mn: Vec<u8> = m.iter().map(|&v| to_int(v, dmin)).collect();
+    let mut levels = [0u8; QK_K];
     for (i, l) in levels.iter_mut().enumerate() {
         let ds = d * sc[i / sub] as f32;
         let dm = dmin * mn[i / sub] as f32;
         *l = if ds > 0.0 {
-            ((x[i] + dm) / ds).round().clamp(0.0, top as f32) as u8
+            nearest((x[i] + dm) / ds).clamp(0.0, top as f32) as u8
         } else {
             0
         };
@@ -201,11 +197,7 @@ struct Symmetric {
 
 /// Sub-blocks of 16 with levels -half..half; sub-scales in -smin..smin-1 against d.
 fn quantize_symmetric(x: &[f32], half: i32, smin: i32) -> Symmetric {
-    let mut levels = [0u8; QK_K];
-    let mut s = [0f32; QK_K / 16];
-    for (j, s) in s.iter_mut().enumerate() {
-        *s = fit_symmetric(&x[j * 16..][..16], half, &mut levels[j * 16..][..16]);
-    }
+    let s: Vec<f32> = x.chunks_exact(16).map(|g| fit_symmetric(g, half)).collect();
     // The largest sub-scale takes -smin, the level with no positive twin.
     let max = s
         .iter()
@@ -215,16 +207,17 @@ fn quantize_symmetric(x: &[f32], half: i32, smin: i32) -> Symmetric {
         .iter()
         .map(|&v| {
             if d != 0.0 {
-                ((v / d).round() as i32).clamp(-smin, smin - 1)
+                (nearest(v / d) as i32).clamp(-smin, smin - 1)
             } else {
                 0
             }
         })
         .collect();
+    let mut levels = [0u8; QK_K];
     for (i, l) in levels.iter_mut().enumerate() {
         let ds = d * sc[i / 16] as f32;
         let q = if ds != 0.0 {
-            ((x[i] / ds).round() as i32).clamp(-half, half - 1)
+            (nearest(x[i] / ds) as i32).clamp(-half, half - 1)
         } else {
             0
         };
