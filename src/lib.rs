@@ -4,7 +4,9 @@ pub mod backend;
 pub mod dtype;
 pub mod error;
 pub mod model;
+pub mod progress;
 pub mod quant;
+pub mod sample;
 pub mod testdata;
 pub mod weights;
 

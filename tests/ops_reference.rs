@@ -545,3 +545,17 @@ fn harness_catches_a_wrong_output() {
     let p = cases::prepare(&r, case, &inputs).unwrap();
     assert!(p.output().unwrap().iter().all(|v| v.is_nan()));
 }
+
+#[test]
+fn allocated_bytes_follow_live_buffers() {
+    let r = Reference::new();
+    assert_eq!(r.allocated_bytes(), 0);
+    let b = r.alloc(10).unwrap();
+    let w = weight(&r, DType::Q8_0, &[2, 32], &[0.5; 64]);
+    let c = r.alloc_cache(2, 1, 4, 3).unwrap();
+    assert_eq!(r.allocated_bytes(), 40 + 68 + 2 * 2 * 4 * 3 * 4);
+    drop((b, w));
+    assert_eq!(r.allocated_bytes(), 2 * 2 * 4 * 3 * 4);
+    drop(c);
+    assert_eq!(r.allocated_bytes(), 0);
+}

@@ -167,6 +167,8 @@ pub trait Backend {
     fn memory(&self) -> Option<MemInfo> {
         None
     }
+    /// Bytes of device memory this backend's live buffers, weights and caches hold.
+    fn allocated_bytes(&self) -> u64;
 
     /// Uploads a tensor's bytes unchanged (its dtype and shape from `t`).
     fn upload_weight(&self, t: &TensorInfo, bytes: &[u8]) -> Result<Self::Weight>;

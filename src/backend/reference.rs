@@ -8,7 +8,8 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::quant;
 use crate::weights::TensorInfo;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 const NAME: &str = "reference";
 
@@ -22,10 +23,37 @@ const FLOATS: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 pub struct Reference {
     ids: RefCell<Vec<u32>>,
     positions: RefCell<Vec<u32>>,
+    live: Rc<Cell<u64>>,
+}
+
+/// Bytes held by a buffer, weight or cache, counted in `Reference::allocated_bytes` while it
+/// lives.
+struct Held {
+    live: Rc<Cell<u64>>,
+    bytes: u64,
+}
+
+impl Held {
+    fn new(live: &Rc<Cell<u64>>, bytes: usize) -> Held {
+        live.set(live.get() + bytes as u64);
+        Held {
+            live: live.clone(),
+            bytes: bytes as u64,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.live.set(self.live.get() - self.bytes);
+    }
 }
 
 /// A buffer of f32 on the host.
-pub struct RefBuf(RefCell<Vec<f32>>);
+pub struct RefBuf {
+    data: RefCell<Vec<f32>>,
+    _held: Held,
+}
 
 /// A weight as the file stores it.
 pub struct RefWeight {
@@ -33,6 +61,7 @@ pub struct RefWeight {
     dtype: DType,
     shape: Vec<usize>,
     bytes: Vec<u8>,
+    _held: Held,
 }
 
 impl RefWeight {
@@ -98,6 +127,7 @@ pub struct RefCache {
     max_ctx: usize,
     k: RefCell<Vec<f32>>,
     v: RefCell<Vec<f32>>,
+    _held: Held,
 }
 
 impl RefCache {
@@ -117,6 +147,7 @@ impl Reference {
         Reference {
             ids: RefCell::new(Vec::new()),
             positions: RefCell::new(Vec::new()),
+            live: Rc::new(Cell::new(0)),
         }
     }
 
@@ -219,7 +250,7 @@ fn int8_params(w: &WeightView<'_, RefWeight>) -> Result<(Vec<f32>, Option<Vec<f3
 
 /// The first `len` values of a buffer, or an error if it is shorter.
 fn read(b: &RefBuf, len: usize, what: &str) -> Result<Vec<f32>> {
-    let v = b.0.borrow();
+    let v = b.data.borrow();
     if v.len() < len {
         return Err(err(format!(
             "{what} holds {} values, the op reads {len}",
@@ -231,7 +262,7 @@ fn read(b: &RefBuf, len: usize, what: &str) -> Result<Vec<f32>> {
 
 /// Writes `data` at `at`; inputs were copied out first, so `b` may be one of them.
 fn write_into(b: &RefBuf, at: usize, data: &[f32]) -> Result<()> {
-    let mut v = b.0.borrow_mut();
+    let mut v = b.data.borrow_mut();
     let end = at
         .checked_add(data.len())
         .filter(|&e| e <= v.len())
@@ -277,6 +308,10 @@ impl Backend for Reference {
         ])
     }
 
+    fn allocated_bytes(&self) -> u64 {
+        self.live.get()
+    }
+
     fn upload_weight(&self, t: &TensorInfo, bytes: &[u8]) -> Result<RefWeight> {
         match t.dtype.tensor_bytes(&t.shape) {
             Some(n) if n == bytes.len() => Ok(RefWeight {
@@ -284,6 +319,7 @@ impl Backend for Reference {
                 dtype: t.dtype,
                 shape: t.shape.clone(),
                 bytes: bytes.to_vec(),
+                _held: Held::new(&self.live, bytes.len()),
             }),
             need => Err(err(format!(
                 "'{}' ({} {:?}) needs {need:?} bytes, got {}",
@@ -296,7 +332,10 @@ impl Backend for Reference {
     }
 
     fn alloc(&self, len: usize) -> Result<RefBuf> {
-        Ok(RefBuf(RefCell::new(vec![f32::NAN; len])))
+        Ok(RefBuf {
+            data: RefCell::new(vec![f32::NAN; len]),
+            _held: Held::new(&self.live, len * 4),
+        })
     }
 
     fn write(&self, buf: &RefBuf, data: &[f32]) -> Result<()> {
@@ -325,6 +364,7 @@ impl Backend for Reference {
             max_ctx,
             k: RefCell::new(vec![f32::NAN; len]),
             v: RefCell::new(vec![f32::NAN; len]),
+            _held: Held::new(&self.live, len * 8),
         })
     }
 
@@ -450,7 +490,7 @@ impl Backend for Reference {
         scale: f32,
         layout: RopeLayout,
     ) -> Result<()> {
-        if head_dim % 2 != 0 || heads == 0 {
+        if !head_dim.is_multiple_of(2) || heads == 0 {
             return Err(err(format!("rope of {heads} heads of dim {head_dim}")));
         }
         let half = head_dim / 2;
@@ -521,7 +561,7 @@ impl Backend for Reference {
         scale: f32,
     ) -> Result<()> {
         let (kvh, d) = (cache.kv_heads, cache.head_dim);
-        if layer >= cache.layers || kvh == 0 || heads % kvh != 0 {
+        if layer >= cache.layers || kvh == 0 || !heads.is_multiple_of(kvh) {
             return Err(err(format!(
                 "attention of {heads} heads over {kvh} kv heads, layer {layer} of {}",
                 cache.layers

@@ -1,4 +1,7 @@
 //! Models: configuration, rope, the forward pass.
 
 pub mod config;
+pub mod diagnose;
+pub mod resolve;
 pub mod rope;
+pub mod validate;

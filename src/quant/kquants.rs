@@ -229,8 +229,8 @@ fn quantize_symmetric(x: &[f32], half: i32, smin: i32) -> Symmetric {
 pub(super) fn quant_q2_k(x: &[f32], b: &mut [u8]) {
     let a = quantize_affine(x, 16, 3, 15);
     b.fill(0);
-    for j in 0..16 {
-        b[j] = a.sc[j] | (a.mn[j] << 4);
+    for (j, b) in b[..16].iter_mut().enumerate() {
+        *b = a.sc[j] | (a.mn[j] << 4);
     }
     for (i, &l) in a.levels.iter().enumerate() {
         put(&mut b[16..80], crumb_at(i), l);
