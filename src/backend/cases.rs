@@ -313,7 +313,7 @@ fn weight(
     scale: f32,
 ) -> Result<(TensorInfo, Vec<u8>)> {
     let cols = *shape.last().unwrap_or(&1);
-    let rows: usize = shape[..shape.len() - 1].iter().product();
+    let rows: usize = shape[..shape.len().saturating_sub(1)].iter().product();
     let bytes = if dtype == DType::I8 {
         (0..rows * cols)
             .map(|_| (rng.below(255) as i32 - 127) as i8 as u8)
@@ -325,16 +325,7 @@ fn weight(
         }
         b
     };
-    let info = TensorInfo {
-        name: name.to_string(),
-        file_name: name.to_string(),
-        dtype,
-        shape: shape.to_vec(),
-        file: 0,
-        offset: 0,
-        len: bytes.len(),
-    };
-    Ok((info, bytes))
+    Ok(tensor(name, dtype, shape, bytes))
 }
 
 /// A fill of the KV cache made while preparing a case.
@@ -542,6 +533,7 @@ pub fn prepare<'a, B: Backend>(b: &'a B, case: &Case, inputs: &Inputs) -> Result
     })
 }
 
+/// A tensor as if read from a file: its descriptor and bytes.
 fn tensor(name: &str, dtype: DType, shape: &[usize], bytes: Vec<u8>) -> (TensorInfo, Vec<u8>) {
     let info = TensorInfo {
         name: name.to_string(),

@@ -17,7 +17,7 @@ fn err(message: impl std::fmt::Display) -> Error {
     Error::backend(NAME, message)
 }
 
-/// The ops and dtypes below, exactly.
+/// Dtypes of the small vectors rms_norm and add_bias read (norm weights, biases).
 const FLOATS: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 
 pub struct Reference {
