@@ -5,6 +5,7 @@ pub mod dtype;
 pub mod error;
 pub mod model;
 pub mod progress;
+pub mod quant;
 pub mod sample;
 pub mod testdata;
 pub mod weights;

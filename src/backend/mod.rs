@@ -6,6 +6,9 @@
 //! kernels read that dtype directly. An op's name here is also its shader file
 //! (`shaders/<op>*.wgsl`), its kernel file (`kernels/<op>*.cu`) and its test cases.
 
+pub mod cases;
+pub mod reference;
+
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::weights::TensorInfo;
