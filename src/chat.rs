@@ -5,7 +5,7 @@
 //! `strftime_now`, a Python-compatible `tojson`).
 
 use crate::error::{Error, Result};
-use crate::weights::gguf::{Metadata, Value as GgufValue};
+use crate::weights::gguf::{Metadata, MetadataExt};
 use minijinja::value::{Enumerator, Kwargs, Object, Value, ValueKind};
 use minijinja::{Environment, ErrorKind};
 use std::path::Path;
@@ -180,13 +180,7 @@ pub fn template_from_config(config: &serde_json::Value) -> Result<Option<String>
 
 /// GGUF `tokenizer.chat_template`, if the file has one.
 pub fn template_from_gguf(meta: &Metadata) -> Result<Option<String>> {
-    match meta.get("tokenizer.chat_template") {
-        None => Ok(None),
-        Some(GgufValue::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(Error::Format(
-            "tokenizer.chat_template should be a string".into(),
-        )),
-    }
+    Ok(meta.opt_str("tokenizer.chat_template")?.map(str::to_string))
 }
 
 // ---- tojson, as Python's json.dumps (ensure_ascii=False unless asked) ----

@@ -1,12 +1,17 @@
 //! Chat templates rendered with minijinja against expected strings that Python Jinja2 produced
 //! with transformers' helper semantics (tests/chat_reference.py; not our own output).
 
-#[path = "common/gguf_meta.rs"]
-mod gguf_meta;
-
 use lamina::chat::{template_from_config, template_from_gguf, ChatTemplate, Message};
 use lamina::testdata::{self, QWEN_CODER, SMOLLM2, TEMPLATE_DIR};
+use lamina::weights::gguf::Metadata;
 use lamina::Error;
+
+/// The metadata of a GGUF file, read by the crate's parser.
+fn gguf_metadata(path: &std::path::Path) -> Metadata {
+    lamina::weights::gguf::open(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .meta
+}
 
 /// 2025-03-14 15:09:26 UTC, as FIXED_TIME in tests/chat_reference.py.
 const FIXED_TIME: i64 = 1_741_964_966;
@@ -111,7 +116,7 @@ fn phi_3_5() {
 
 fn render_gguf(file: &str, bos: Option<&str>, eos: Option<&str>) -> String {
     let path = testdata::file(file).unwrap_or_else(|e| panic!("{e}"));
-    let meta = gguf_meta::read_metadata(&path);
+    let meta = gguf_metadata(&path);
     let source = template_from_gguf(&meta)
         .unwrap()
         .expect("the model has a template");

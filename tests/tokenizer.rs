@@ -2,20 +2,24 @@
 //! of tokenizer.json and GGUF-built tokenizers, reference ids of the real models' tokenizers,
 //! and streaming detokenisation.
 
-#[path = "common/gguf_meta.rs"]
-mod gguf_meta;
-
 use lamina::testdata::{self, QWEN_CODER, SMOLLM2, VOCAB_DIR};
 use lamina::tokenizer::{format_id_list, Tokenizer};
 use lamina::weights::gguf::{Metadata, Value};
 use std::path::PathBuf;
+
+/// The metadata of a GGUF file, read by the crate's parser.
+fn gguf_metadata(path: &std::path::Path) -> Metadata {
+    lamina::weights::gguf::open(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .meta
+}
 
 fn data(rel: &str) -> PathBuf {
     testdata::file(rel).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn vocab_meta(name: &str) -> Metadata {
-    gguf_meta::read_metadata(&data(&format!("{VOCAB_DIR}/ggml-vocab-{name}.gguf")))
+    gguf_metadata(&data(&format!("{VOCAB_DIR}/ggml-vocab-{name}.gguf")))
 }
 
 fn vocab(name: &str) -> Tokenizer {
@@ -27,7 +31,7 @@ fn npm(name: &str) -> Tokenizer {
 }
 
 fn model(file: &str) -> Tokenizer {
-    Tokenizer::from_gguf(&gguf_meta::read_metadata(&data(file))).unwrap()
+    Tokenizer::from_gguf(&gguf_metadata(&data(file))).unwrap()
 }
 
 /// The cases of `ggml-vocab-NAME.gguf.inp/.out`, split as llama.cpp's test-tokenizer-0 does:

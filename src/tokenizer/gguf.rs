@@ -6,7 +6,7 @@
 
 use super::Parts;
 use crate::error::{Error, Result};
-use crate::weights::gguf::{Metadata, Value};
+use crate::weights::gguf::{Metadata, MetadataExt};
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
@@ -157,71 +157,33 @@ fn pre_for(name: &str) -> Result<&'static Pre> {
         })
 }
 
-// ---- metadata access ----
-
-fn get_str<'m>(meta: &'m Metadata, key: &str) -> Result<Option<&'m str>> {
-    match meta.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(Error::Format(format!("{key} should be a string, is {v:?}"))),
-    }
-}
-
-fn get_bool(meta: &Metadata, key: &str) -> Result<Option<bool>> {
-    match meta.get(key) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => Err(Error::Format(format!("{key} should be a bool, is {v:?}"))),
-    }
-}
-
-fn as_int(v: &Value) -> Option<i64> {
-    Some(match *v {
-        Value::U8(x) => x as i64,
-        Value::I8(x) => x as i64,
-        Value::U16(x) => x as i64,
-        Value::I16(x) => x as i64,
-        Value::U32(x) => x as i64,
-        Value::I32(x) => x as i64,
-        Value::U64(x) => i64::try_from(x).ok()?,
-        Value::I64(x) => x,
-        _ => return None,
-    })
-}
-
-fn get_id(meta: &Metadata, key: &str, n_tokens: usize) -> Result<Option<u32>> {
+/// A token id key; -1 (some converters' "none") reads as absent.
+fn token_id(meta: &Metadata, key: &str, n_tokens: usize) -> Result<Option<u32>> {
     let Some(v) = meta.get(key) else {
         return Ok(None);
     };
-    match as_int(v) {
-        Some(id) if (0..n_tokens as i64).contains(&id) => Ok(Some(id as u32)),
-        // llama.cpp writes -1 for "none" in some files.
+    match v.as_i64() {
         Some(id) if id < 0 => Ok(None),
+        Some(id) if id < n_tokens as i64 => Ok(Some(id as u32)),
         Some(id) => Err(Error::Format(format!(
             "{key} = {id} is outside the vocabulary of {n_tokens} tokens"
         ))),
         None => Err(Error::Format(format!(
-            "{key} should be an integer, is {v:?}"
+            "{key} should be an integer, is {}",
+            v.brief()
         ))),
     }
 }
 
-fn get_array<'m>(meta: &'m Metadata, key: &str) -> Result<Option<&'m [Value]>> {
-    match meta.get(key) {
-        None => Ok(None),
-        Some(Value::Array(a)) => Ok(Some(a)),
-        Some(_) => Err(Error::Format(format!("{key} should be an array"))),
+/// An array key that must have one entry per token when present.
+fn per_token<T>(key: &str, values: Option<Vec<T>>, n: usize) -> Result<Option<Vec<T>>> {
+    match values {
+        Some(v) if v.len() != n => Err(Error::Format(format!(
+            "{key} has {} entries for {n} tokens",
+            v.len()
+        ))),
+        v => Ok(v),
     }
-}
-
-fn strings<'m>(values: &'m [Value], key: &str) -> Result<Vec<&'m str>> {
-    values
-        .iter()
-        .map(|v| match v {
-            Value::String(s) => Ok(s.as_str()),
-            v => Err(Error::Format(format!("{key} holds a non-string {v:?}"))),
-        })
-        .collect()
 }
 
 // ---- the vocabulary ----
@@ -266,44 +228,35 @@ impl Vocabulary<'_> {
 }
 
 pub(super) fn build(meta: &Metadata) -> Result<Parts> {
-    let model = get_str(meta, "tokenizer.ggml.model")?
+    let model = meta
+        .opt_str("tokenizer.ggml.model")?
         .ok_or_else(|| Error::Tokenizer("the GGUF file has no tokenizer.ggml.model".into()))?;
-    let tokens_key = "tokenizer.ggml.tokens";
-    let tokens = get_array(meta, tokens_key)?
-        .ok_or_else(|| Error::Tokenizer(format!("the GGUF file has no {tokens_key}")))?;
-    let tokens = strings(tokens, tokens_key)?;
+    let tokens = meta
+        .opt_str_array("tokenizer.ggml.tokens")?
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::Tokenizer("the GGUF file has no tokenizer.ggml.tokens".into()))?;
     let n = tokens.len();
-    if n == 0 {
-        return Err(Error::Tokenizer(format!("{tokens_key} is empty")));
-    }
-    let types = match get_array(meta, "tokenizer.ggml.token_type")? {
-        None => vec![NORMAL; n],
-        Some(a) if a.len() == n => a
-            .iter()
-            .map(|v| as_int(v).map(|t| t as i32))
-            .collect::<Option<Vec<i32>>>()
-            .ok_or_else(|| Error::Format("tokenizer.ggml.token_type holds a non-integer".into()))?,
-        Some(a) => {
-            return Err(Error::Format(format!(
-                "tokenizer.ggml.token_type has {} entries for {n} tokens",
-                a.len()
-            )))
-        }
-    };
+    let type_key = "tokenizer.ggml.token_type";
+    let types =
+        per_token(type_key, meta.opt_i32_array(type_key)?, n)?.unwrap_or_else(|| vec![NORMAL; n]);
     let vocab = Vocabulary { tokens, types };
 
-    let name = get_str(meta, "general.name")?.unwrap_or("").to_lowercase();
+    let name = meta.opt_str("general.name")?.unwrap_or("").to_lowercase();
     let rstrip = name.contains("phi3") || name.contains("phi-3");
 
-    let bos = get_id(meta, "tokenizer.ggml.bos_token_id", n)?;
-    let eos = get_id(meta, "tokenizer.ggml.eos_token_id", n)?;
-    let unk = get_id(meta, "tokenizer.ggml.unknown_token_id", n)?;
-    let add_bos_key = get_bool(meta, "tokenizer.ggml.add_bos_token")?;
-    let add_eos = get_bool(meta, "tokenizer.ggml.add_eos_token")?.unwrap_or(false);
+    let bos = token_id(meta, "tokenizer.ggml.bos_token_id", n)?;
+    let eos = token_id(meta, "tokenizer.ggml.eos_token_id", n)?;
+    let unk = token_id(meta, "tokenizer.ggml.unknown_token_id", n)?;
+    let add_bos_key = meta.opt_bool("tokenizer.ggml.add_bos_token")?;
+    let add_eos = meta
+        .opt_bool("tokenizer.ggml.add_eos_token")?
+        .unwrap_or(false);
 
     let (mut hf, add_bos_default, source) = match model {
         "llama" => {
-            let prefix = get_bool(meta, "tokenizer.ggml.add_space_prefix")?.unwrap_or(true);
+            let prefix = meta
+                .opt_bool("tokenizer.ggml.add_space_prefix")?
+                .unwrap_or(true);
             let hf = sentencepiece(meta, &vocab, unk, prefix)?;
             (
                 hf,
@@ -312,7 +265,7 @@ pub(super) fn build(meta: &Metadata) -> Result<Parts> {
             )
         }
         "gpt2" => {
-            let pre_name = get_str(meta, "tokenizer.ggml.pre")?.unwrap_or("default");
+            let pre_name = meta.opt_str("tokenizer.ggml.pre")?.unwrap_or("default");
             let pre = pre_for(pre_name)?;
             let hf = byte_level(meta, &vocab, pre)?;
             (
@@ -352,27 +305,9 @@ fn sentencepiece(
     space_prefix: bool,
 ) -> Result<tokenizers::Tokenizer> {
     let n = vocab.tokens.len();
-    let scores: Vec<f32> = match get_array(meta, "tokenizer.ggml.scores")? {
-        Some(a) if a.len() == n => a
-            .iter()
-            .map(|v| match *v {
-                Value::F32(x) => Some(x),
-                ref v => as_int(v).map(|x| x as f32),
-            })
-            .collect::<Option<Vec<f32>>>()
-            .ok_or_else(|| Error::Format("tokenizer.ggml.scores holds a non-number".into()))?,
-        Some(a) => {
-            return Err(Error::Format(format!(
-                "tokenizer.ggml.scores has {} entries for {n} tokens",
-                a.len()
-            )))
-        }
-        None => {
-            return Err(Error::Tokenizer(
-                "a 'llama' tokenizer needs tokenizer.ggml.scores".into(),
-            ))
-        }
-    };
+    let key = "tokenizer.ggml.scores";
+    let scores = per_token(key, meta.opt_f32_array(key)?, n)?
+        .ok_or_else(|| Error::Tokenizer(format!("a 'llama' tokenizer needs {key}")))?;
 
     let ids = vocab.ids();
     let normal = |s: &str| {
@@ -462,9 +397,9 @@ fn sentencepiece(
 /// Byte-level BPE (GPT-2 style) with the file's merges and the named pre-tokenizer.
 fn byte_level(meta: &Metadata, vocab: &Vocabulary, pre: &Pre) -> Result<tokenizers::Tokenizer> {
     let key = "tokenizer.ggml.merges";
-    let merges = get_array(meta, key)?
-        .ok_or_else(|| Error::Tokenizer(format!("a 'gpt2' tokenizer needs {key}")))?;
-    let merges = strings(merges, key)?
+    let merges = meta
+        .opt_str_array(key)?
+        .ok_or_else(|| Error::Tokenizer(format!("a 'gpt2' tokenizer needs {key}")))?
         .into_iter()
         .enumerate()
         .map(|(i, m)| {
