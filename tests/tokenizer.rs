@@ -407,6 +407,8 @@ fn stream_decoder_spm() {
     let mut stream = tok.stream(false);
     let chunks: Vec<Option<String>> = ids.iter().map(|&i| stream.push(i).unwrap()).collect();
     assert_eq!(chunks, [None, None, None, None, Some("🦙".to_string())]);
+    assert!(stream.push(32000).is_err(), "id beyond the vocabulary");
+    assert_eq!(stream.push(3186).unwrap().as_deref(), Some(" world"));
     stream_round_trip(&tok, "llama-spm");
     stream_round_trip(&vocab("phi-3"), "phi-3");
 }

@@ -34,6 +34,8 @@ impl<'t> StreamDecoder<'t> {
 
     /// Adds one token; returns the text it completes, if any.
     pub fn push(&mut self, id: u32) -> Result<Option<String>> {
+        // A bad id is refused before it joins the window, so the stream can go on.
+        self.tok.decode(&[id], self.skip_special)?;
         self.ids.push(id);
         let emitted = self.tok.decode(&self.ids[..self.read], self.skip_special)?;
         let all = self.tok.decode(&self.ids, self.skip_special)?;
