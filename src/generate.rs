@@ -28,6 +28,8 @@ pub trait InferenceAdapter {
     fn prefill(&mut self, ids: &[u32]) -> Result<Vec<f32>>;
     /// Appends one token to the sequence and returns the logits after it.
     fn decode_token(&mut self, id: u32) -> Result<Vec<f32>>;
+    /// The logits of every position of `ids` run as a new sequence (`ids.len()` rows).
+    fn prefill_all(&mut self, ids: &[u32]) -> Result<Vec<f32>>;
     /// Family and variant, e.g. "llama (SmolLM2)".
     fn model_type(&self) -> String;
     fn context_length(&self) -> usize;
@@ -61,7 +63,11 @@ struct Loaded<B: Backend> {
     model: Model<B>,
     scratch: Scratch<B>,
     cache: B::Cache,
-    /// inv_freq now on the device (changes only for dynamic and longrope scaling).
+    /// Activations for all-rows logits (golden comparisons), made on first use.
+    all: Option<Scratch<B>>,
+    /// inv_freq of rope on the device, and what it holds with its cos/sin factor (changes
+    /// only for dynamic and longrope scaling).
+    rope_buf: B::Buf,
     rope: (Vec<f32>, f32),
 }
 
@@ -128,19 +134,18 @@ impl<B: Backend> Engine<B> {
         let cache = b.alloc_cache(c.num_layers, c.num_kv_heads, c.head_dim, self.opts.ctx_size)?;
         let scratch = model.scratch(b, self.opts.batch, false)?;
         let rope = rope_frequencies(c, 1);
-        b.write(&scratch.rope, &rope.0)?;
-        self.loaded = Some(Loaded {
-            model,
-            scratch,
-            cache,
-            rope,
-        });
+        let rope_buf = b.alloc(rope.0.len())?;
+        b.write(&rope_buf, &rope.0)?;
+        #[rustfmt::skip]
+        let loaded = Loaded { model, scratch, cache, all: None, rope_buf, rope };
+        self.loaded = Some(loaded);
         self.tokens.clear();
         Ok(())
     }
 
-    /// Runs `ids` after the first `pos` cached tokens; returns the last row's logits.
-    fn run(&mut self, pos: usize, ids: &[u32]) -> Result<Vec<f32>> {
+    /// Runs `ids` after the first `pos` cached tokens; returns the last row's logits, or
+    /// every row's when `all` (then in passes of at most 64 rows, whose logits fit).
+    fn run(&mut self, pos: usize, ids: &[u32], all: bool) -> Result<Vec<f32>> {
         let ctx = self.opts.ctx_size;
         if pos + ids.len() > ctx {
             return Err(Error::Input(format!(
@@ -154,33 +159,46 @@ impl<B: Backend> Engine<B> {
             return Err(Error::Input("empty prompt: nothing to run".into()));
         }
         self.tokens.truncate(pos);
-        let cfg = self.cfg.clone();
         self.load_model()?;
+        let (cfg, vocab) = (&self.cfg, self.cfg.vocab_size);
         let l = self.loaded.as_mut().expect("loaded above");
         let b = &self.backend;
-        let mut at = pos;
-        for chunk in ids.chunks(l.scratch.max_t) {
+        if all && l.all.is_none() {
+            l.all = Some(l.model.scratch(b, l.scratch.max_t.min(64), true)?);
+        }
+        let s = if all {
+            l.all.as_ref().expect("made above")
+        } else {
+            &l.scratch
+        };
+        let (mut at, mut out) = (pos, vec![]);
+        for chunk in ids.chunks(s.max_t) {
             let end = at + chunk.len();
             if matches!(
                 cfg.rope_scaling,
                 Some(RopeScaling::Dynamic { .. } | RopeScaling::LongRope { .. })
             ) {
-                let rope = rope_frequencies(&cfg, end);
+                let rope = rope_frequencies(cfg, end);
                 if rope != l.rope {
-                    b.write(&l.scratch.rope, &rope.0)?;
+                    b.write(&l.rope_buf, &rope.0)?;
                     l.rope = rope;
                 }
             }
             let positions: Vec<u32> = (at as u32..end as u32).collect();
             b.set_step(chunk, &positions)?;
-            let key = (chunk.len() == 1).then_some(1);
-            let (m, s, c, scale) = (&l.model, &l.scratch, &l.cache, l.rope.1);
-            b.record(key, &mut || m.forward(b, s, c, chunk.len(), false, scale))?;
+            let key = (chunk.len() == 1 && !all).then_some(1);
+            let (m, c, rope) = (&l.model, &l.cache, (&l.rope_buf, l.rope.1));
+            b.record(key, &mut || m.forward(b, s, c, rope, chunk.len(), all))?;
+            if all {
+                out.extend(b.read(&s.logits, chunk.len() * vocab)?);
+            }
             at = end;
         }
-        let logits = b.read(&l.scratch.logits, cfg.vocab_size)?;
+        if !all {
+            out = b.read(&s.logits, vocab)?;
+        }
         self.tokens.extend_from_slice(ids);
-        Ok(logits)
+        Ok(out)
     }
 }
 
@@ -216,11 +234,14 @@ impl<B: Backend> InferenceAdapter for Engine<B> {
             .take_while(|(a, b)| a == b)
             .count();
         let pos = common.min(ids.len().saturating_sub(1));
-        self.run(pos, &ids[pos..])
+        self.run(pos, &ids[pos..], false)
     }
     fn decode_token(&mut self, id: u32) -> Result<Vec<f32>> {
         let pos = self.tokens.len();
-        self.run(pos, &[id])
+        self.run(pos, &[id], false)
+    }
+    fn prefill_all(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.run(0, ids, true)
     }
     fn model_type(&self) -> String {
         format!("{:?} ({})", self.cfg.family, self.cfg.variant).to_lowercase()

@@ -3,9 +3,12 @@
 
 use crate::backend::reference::Reference;
 use crate::backend::Backend;
+use crate::backend::SupportTable;
 use crate::chat::{self, ChatTemplate};
 use crate::error::{Error, Result};
 use crate::generate::{Engine, EngineOptions, InferenceAdapter};
+use crate::model::diagnose::BackendReport;
+use crate::model::llama::Plan;
 use crate::model::resolve::{self, LoadedModel};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Format;
@@ -77,4 +80,40 @@ pub fn open(
             reason: "not merged yet".into(),
         }),
     }
+}
+
+/// For each backend on this machine: its device, and whether it can run `m` (every tensor's
+/// dtype against its support table), and if not, which tensors and why.
+pub fn backend_reports(m: &LoadedModel) -> Vec<BackendReport> {
+    let plan = match Plan::new(&m.config, &m.store) {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![BackendReport {
+                backend: "any".into(),
+                device: String::new(),
+                details: vec![],
+                can_run: false,
+                problems: vec![e.to_string()],
+            }]
+        }
+    };
+    let report = |name: &str, device: String, details: Vec<String>, table: &SupportTable| {
+        let problems = plan.problems(table, &m.store);
+        BackendReport {
+            backend: name.into(),
+            device,
+            details,
+            can_run: problems.is_empty(),
+            problems,
+        }
+    };
+    let mut out = vec![];
+    let r = Reference::new();
+    out.push(report(
+        "reference",
+        r.device(),
+        vec!["plain Rust on the CPU: the test oracle, slow".into()],
+        &r.support(),
+    ));
+    out
 }
