@@ -356,11 +356,24 @@ def build_llama3(d: Path):
         shutil.copyfile(src, d / fname)
 
 
+def write_word_tokenizer(d: Path, vocab_size: int) -> None:
+    """A word-level tokenizer.json naming every id `<tN>`: these models are driven by token
+    ids, but a model folder without a tokenizer is refused (as it should be)."""
+    vocab = {f"<t{i}>": i for i in range(vocab_size)}
+    write_json(d / "tokenizer.json", {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+        "normalizer": None, "pre_tokenizer": {"type": "WhitespaceSplit"},
+        "post_processor": None, "decoder": None,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<t0>"},
+    })
+
+
 def build_single(d: Path, cfg: dict, tensors: dict, **gen):
     write_safetensors(d / "model.safetensors", tensors)
     check_safetensors(d / "model.safetensors", tensors)
     write_json(d / "config.json", cfg)
     write_json(d / "generation_config.json", generation_config(cfg, **gen))
+    write_word_tokenizer(d, cfg["vocab_size"])
 
 
 def build_phi3(d: Path):

@@ -28,8 +28,9 @@ pub trait InferenceAdapter {
     fn prefill(&mut self, ids: &[u32]) -> Result<Vec<f32>>;
     /// Appends one token to the sequence and returns the logits after it.
     fn decode_token(&mut self, id: u32) -> Result<Vec<f32>>;
-    /// The logits of every position of `ids` run as a new sequence (`ids.len()` rows).
-    fn prefill_all(&mut self, ids: &[u32]) -> Result<Vec<f32>>;
+    /// Runs `ids` as `prefill` does, returning the logits of its last `rows` positions
+    /// (`rows` rows of `vocab_size`), for comparisons with other engines.
+    fn prefill_rows(&mut self, ids: &[u32], rows: usize) -> Result<Vec<f32>>;
     /// Family and variant, e.g. "llama (SmolLM2)".
     fn model_type(&self) -> String;
     fn context_length(&self) -> usize;
@@ -171,19 +172,22 @@ impl<B: Backend> Engine<B> {
         } else {
             &l.scratch
         };
+        // As transformers does, one rope regime for the whole call, chosen by its last
+        // position (longrope switches to its long factors for every position of a prompt
+        // that ends past the original length; keys cached before keep theirs).
+        if matches!(
+            cfg.rope_scaling,
+            Some(RopeScaling::Dynamic { .. } | RopeScaling::LongRope { .. })
+        ) {
+            let rope = rope_frequencies(cfg, pos + ids.len());
+            if rope != l.rope {
+                b.write(&l.rope_buf, &rope.0)?;
+                l.rope = rope;
+            }
+        }
         let (mut at, mut out) = (pos, vec![]);
         for chunk in ids.chunks(s.max_t) {
             let end = at + chunk.len();
-            if matches!(
-                cfg.rope_scaling,
-                Some(RopeScaling::Dynamic { .. } | RopeScaling::LongRope { .. })
-            ) {
-                let rope = rope_frequencies(cfg, end);
-                if rope != l.rope {
-                    b.write(&l.rope_buf, &rope.0)?;
-                    l.rope = rope;
-                }
-            }
             let positions: Vec<u32> = (at as u32..end as u32).collect();
             b.set_step(chunk, &positions)?;
             let key = (chunk.len() == 1 && !all).then_some(1);
@@ -240,8 +244,15 @@ impl<B: Backend> InferenceAdapter for Engine<B> {
         let pos = self.tokens.len();
         self.run(pos, &[id], false)
     }
-    fn prefill_all(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
-        self.run(0, ids, true)
+    fn prefill_rows(&mut self, ids: &[u32], rows: usize) -> Result<Vec<f32>> {
+        let rows = rows.clamp(1, ids.len().max(1));
+        let split = ids.len().saturating_sub(rows);
+        if split > 0 {
+            self.prefill(&ids[..split])?;
+        } else {
+            self.tokens.clear();
+        }
+        self.run(split, &ids[split..], true)
     }
     fn model_type(&self) -> String {
         format!("{:?} ({})", self.cfg.family, self.cfg.variant).to_lowercase()

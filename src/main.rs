@@ -61,6 +61,10 @@ enum Cmd {
         /// Only the last N positions.
         #[arg(long)]
         last: Option<usize>,
+        /// Run the last D positions one token at a time (the decode path, teacher-forced)
+        /// instead of in the prefill pass.
+        #[arg(long, default_value_t = 0)]
+        decode_last: usize,
         #[arg(long)]
         out: std::path::PathBuf,
     },
@@ -160,8 +164,9 @@ fn main() -> ExitCode {
             model,
             ids,
             last,
+            decode_last,
             out,
-        } => logits(model, &ids, last, &out),
+        } => logits(model, &ids, last, decode_last, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -347,26 +352,37 @@ fn parse_ids(s: &str) -> Result<Vec<u32>> {
         .collect()
 }
 
-fn logits(m: ModelArgs, ids: &str, last: Option<usize>, out: &std::path::Path) -> Result<()> {
+fn logits(
+    m: ModelArgs,
+    ids: &str,
+    last: Option<usize>,
+    decode_last: usize,
+    out: &std::path::Path,
+) -> Result<()> {
     let ids = parse_ids(ids)?;
     let mut a = open(&m)?;
-    let last = last.unwrap_or(ids.len()).min(ids.len());
     if let Some(&bad) = ids.iter().find(|&&i| i as usize >= a.vocab_size()) {
         return Err(Error::Input(format!(
             "token id {bad} is outside the vocabulary of {}",
             a.vocab_size()
         )));
     }
-    let mut bytes = Vec::with_capacity(last * a.vocab_size() * 4);
-    // The first positions in one prefill, then one decode step per remaining position.
-    let first = ids.len() - last + 1;
-    let mut row = a.prefill(&ids[..first])?;
-    for i in first..=ids.len() {
-        bytes.extend(row.iter().flat_map(|v| v.to_le_bytes()));
-        if i < ids.len() {
-            row = a.decode_token(ids[i])?;
+    let n = ids.len();
+    let last = last.unwrap_or(n).clamp(1, n);
+    // Positions [0, pre) in prefill passes, [pre, n) one decode step each.
+    let pre = n - decode_last.min(n - 1);
+    let from_prefill = (pre + last).saturating_sub(n).max(1);
+    let mut rows = a.prefill_rows(&ids[..pre], from_prefill)?;
+    if pre + last <= n {
+        rows.clear();
+    }
+    for (i, &id) in ids.iter().enumerate().skip(pre) {
+        let row = a.decode_token(id)?;
+        if i + last >= n {
+            rows.extend(row);
         }
     }
+    let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(out, bytes).map_err(|e| Error::io(out, e))?;
     tracing::info!(
         "wrote {last} rows of {} logits to {}",
