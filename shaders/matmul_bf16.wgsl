@@ -1,0 +1,15 @@
+// BF16 weights. WGSL has no bf16: a bf16 is the high half of an f32, so widening is a
+// shift. Interface: see matmul_f32.wgsl.
+
+fn bf16_pair(q: u32) -> vec2<f32> {
+    return bitcast<vec2<f32>>(vec2<u32>(q << 16u, q & 0xffff0000u));
+}
+
+fn dq4(rb: u32, e: u32) -> vec4<f32> {
+    let b = rb + e * 2u;
+    return vec4<f32>(bf16_pair(ld32(b)), bf16_pair(ld32(b + 4u)));
+}
+
+fn dq1(rb: u32, e: u32) -> f32 {
+    return bitcast<f32>(ld16(rb + e * 2u) << 16u);
+}

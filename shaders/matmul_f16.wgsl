@@ -1,0 +1,12 @@
+// F16 weights, read as packed halves and widened with unpack2x16float (no SHADER_F16
+// needed). A row of an odd number of elements may start in the middle of a word, so reads
+// go through the 2-aligned readers of bytes.wgsl. Interface: see matmul_f32.wgsl.
+
+fn dq4(rb: u32, e: u32) -> vec4<f32> {
+    let b = rb + e * 2u;
+    return vec4<f32>(unpack2x16float(ld32(b)), unpack2x16float(ld32(b + 4u)));
+}
+
+fn dq1(rb: u32, e: u32) -> f32 {
+    return ldf16(rb + e * 2u);
+}
