@@ -1,12 +1,12 @@
 // Rotates each head of x [t, heads * head_dim] in place by angle positions[t] * inv_freq[i],
-// cos and sin scaled by `scale`. layout 0 (Normal) pairs elements (2i, 2i + 1), layout 1
-// (Neox) pairs (i, i + head_dim / 2). One invocation per pair.
+// cos and sin scaled by `scale`. neox 0 (layout Normal) pairs elements (2i, 2i + 1), neox 1
+// (layout Neox) pairs (i, i + head_dim / 2). One invocation per pair.
 
 struct Params {
     t: u32,
     heads: u32,
     head_dim: u32,
-    layout: u32,
+    neox: u32,
     scale: f32,
     pad0: u32,
     pad1: u32,
@@ -42,7 +42,7 @@ fn main(
     let base = head * p.head_dim;
     var i0 = base + 2u * i;
     var i1 = i0 + 1u;
-    if (p.layout == 1u) {
+    if (p.neox == 1u) {
         i0 = base + i;
         i1 = i0 + half;
     }

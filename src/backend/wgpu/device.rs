@@ -108,9 +108,13 @@ const FEATURES: &[(&str, ::wgpu::Features)] = &[
     ("TIMESTAMP_QUERY", ::wgpu::Features::TIMESTAMP_QUERY),
 ];
 
-fn instance() -> ::wgpu::Instance {
-    // WGPU_BACKEND and friends still work through from_env.
-    ::wgpu::Instance::new(::wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+fn instance(backends: ::wgpu::Backends) -> ::wgpu::Instance {
+    let mut desc = ::wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    // WGPU_BACKEND, when set, wins (from_env read it).
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        desc.backends = backends;
+    }
+    ::wgpu::Instance::new(desc)
 }
 
 fn summary(index: usize, info: &::wgpu::AdapterInfo) -> AdapterSummary {
@@ -124,10 +128,15 @@ fn summary(index: usize, info: &::wgpu::AdapterInfo) -> AdapterSummary {
     }
 }
 
-/// The adapters wgpu finds on this machine, best first.
-fn ranked(instance: &::wgpu::Instance) -> Vec<::wgpu::Adapter> {
-    let mut adapters =
-        pollster::block_on(instance.enumerate_adapters(::wgpu::Backends::all()));
+/// The adapters wgpu finds on this machine, best first. GL is only probed when no
+/// Vulkan, Metal or DX12 adapter answers (or when `with_gl`): probing it prints EGL
+/// complaints on machines without a display, and it lacks subgroups anyway.
+fn ranked(with_gl: bool) -> Vec<::wgpu::Adapter> {
+    let find = |b: ::wgpu::Backends| pollster::block_on(instance(b).enumerate_adapters(b));
+    let mut adapters = find(::wgpu::Backends::PRIMARY);
+    if with_gl || adapters.is_empty() {
+        adapters.extend(find(::wgpu::Backends::GL));
+    }
     adapters.sort_by_key(|a| rank(&a.get_info()));
     adapters
 }
@@ -151,7 +160,7 @@ fn rank(info: &::wgpu::AdapterInfo) -> (u32, u32) {
 
 /// Every adapter wgpu can open here, best first (the index `ADAPTER_ENV` takes).
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    ranked(&instance())
+    ranked(true)
         .iter()
         .enumerate()
         .map(|(i, a)| summary(i, &a.get_info()))
@@ -180,18 +189,18 @@ fn unavailable(reason: impl std::fmt::Display) -> Error {
 
 impl Gpu {
     pub fn open(opts: &WgpuOptions) -> Result<Gpu> {
-        let instance = instance();
-        let adapters = ranked(&instance);
+        let choice = opts
+            .adapter
+            .clone()
+            .or_else(|| std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty()));
+        // A choice by index or name sees the same list as `list_adapters`.
+        let adapters = ranked(choice.is_some());
         if adapters.is_empty() {
             return Err(unavailable(
                 "no adapter found (no Vulkan, Metal, DX12 or GL driver answered; on Linux \
                  without a GPU install Mesa's lavapipe: mesa-vulkan-drivers)",
             ));
         }
-        let choice = opts
-            .adapter
-            .clone()
-            .or_else(|| std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty()));
         let index = match &choice {
             None => 0,
             Some(want) => pick(&adapters, want)?,
