@@ -532,7 +532,9 @@ fn rope_both_layouts() {
             b.rope(&xb, &ib, pos.len(), heads, hd, scale, layout).unwrap();
             let got = b.read(&xb, x.len()).unwrap();
             let want = rope_ref(&x, &pos, &inv, heads, hd, scale, layout);
-            assert_close(&format!("rope {layout:?} scale {scale}"), &got, &want, 1e-9);
+            // The angle is position * inv_freq in f32, as Hugging Face computes it: at position
+            // 4095 its rounding alone is ~1e-9 of NMSE against this f64 reference.
+            assert_close(&format!("rope {layout:?} scale {scale}"), &got, &want, 1e-8);
         }
     }
 }

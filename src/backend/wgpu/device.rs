@@ -210,6 +210,19 @@ impl Gpu {
         let present = adapter.features();
         let limits = adapter.limits();
 
+        // unpack2x16float reads every f16 scale; all Vulkan, Metal, DX12 and GL adapters
+        // have it (lavapipe only with SHADER_F16), but it is a flag, so check it.
+        let downlevel = adapter.get_downlevel_capabilities();
+        if !downlevel
+            .flags
+            .contains(::wgpu::DownlevelFlags::SHADER_F16_IN_F32)
+        {
+            return Err(unavailable(format!(
+                "adapter {} cannot widen f16 in shaders (no SHADER_F16_IN_F32), which every \
+                 weight read needs; choose another adapter with {ADAPTER_ENV}",
+                info.name
+            )));
+        }
         let subgroups = opts.subgroups && present.contains(::wgpu::Features::SUBGROUP);
         let mut required = ::wgpu::Features::empty();
         if subgroups {

@@ -128,6 +128,14 @@ impl ShaderKey {
         self.subgroups
     }
 
+    /// Whether this variant widens f16 with `unpack2x16float` (every shader that reads a
+    /// weight: bytes.wgsl reads the f16 scales of the block formats with it). wgpu calls
+    /// that downlevel flag SHADER_F16_IN_F32, naga Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    /// it does not need the SHADER_F16 feature.
+    pub fn needs_f16_unpack(&self) -> bool {
+        !op_dtypes(self.op).is_empty()
+    }
+
     /// The WGSL of this variant, concatenated as the module documentation says.
     pub fn source(&self) -> Result<String> {
         let mut parts = vec![COMMON];
