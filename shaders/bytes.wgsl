@@ -37,6 +37,11 @@ fn field4(q: u32, shift: u32, mask: u32) -> vec4<f32> {
     return vec4<f32>((vec4<u32>(q >> shift) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(mask));
 }
 
+// Bits shift .. shift + 3 of `v` as four 0/1 values, lowest bit first.
+fn bits4(v: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(v >> shift) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u));
+}
+
 // The four bytes of `q` as signed int8, lowest byte first.
 fn sbytes4(q: u32) -> vec4<f32> {
     let s = bitcast<vec4<i32>>(vec4<u32>(q) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);

@@ -1,13 +1,14 @@
 // out[t, out_col0 + r] = x[t, :] . W[w_row0 + r, :] for r < n: the matmul kernels, shared by
 // every weight dtype. pipelines.rs prepends common.wgsl, bytes.wgsl, the dtype's format
-// file matmul_<dtype>.wgsl (which defines dq4/dq1: how to read that dtype) and a reduce_*.wgsl
+// file matmul_<dtype>.wgsl (which defines dq4/dq1/dot32: how to read that dtype) and a reduce_*.wgsl
 // variant. `w` is one piece of the weight (a tensor over the binding limit comes in several,
 // split at row boundaries); the Rust side launches once per piece a weight view touches.
 //
-// Two entry points:
-//   gemv  (few tokens): 64 invocations share GEMV_ROWS rows of one token; each reads four
-//         weight elements at a time along k (neighbouring invocations read neighbouring
-//         words), then one workgroup reduction.
+// Three entry points:
+//   gemv  (few tokens, GPUs): 64 invocations share GEMV_ROWS rows of one token; each takes
+//         32-element chunks along k (the format file's dot32), then one workgroup
+//         reduction.
+//   gemv_rows (few tokens, CPU adapters): one row per invocation, whole k.
 //   tiled (prefill): a workgroup computes a TILE_T x TILE_N block of out, stepping along k
 //         by 32 (one Q4_0/Q8_0 block, an eighth of a K-quant super-block); each weight
 //         element of the tile is dequantized once into workgroup memory and used by all
@@ -35,7 +36,10 @@ fn x4(i: u32) -> vec4<f32> {
     return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
 }
 
-// Launched with ceil(n / GEMV_ROWS) * t workgroups.
+// Launched with ceil(n / GEMV_ROWS) * t workgroups. Invocation i takes the 32-element
+// chunks i, i + 64, ... of its token's x and of each of the GEMV_ROWS rows: one block of
+// Q4_0/Q8_0/..., a sub-block of a K-quant (so scales are read once per chunk), with x read
+// once for all the rows.
 @compute @workgroup_size(64)
 fn gemv(ids: Ids) {
     let groups_per_token = (p.n + GEMV_ROWS - 1u) / GEMV_ROWS;
@@ -50,18 +54,25 @@ fn gemv(ids: Ids) {
     var acc = vec4<f32>(0.0);
     if (tok < p.t) {
         let xb = tok * p.k;
-        let k4 = p.k & ~3u;
-        for (var e = ids.lid * 4u; e < k4; e += 256u) {
-            let xv = x4(xb + e);
+        let chunks = p.k / 32u;
+        for (var c = ids.lid; c < chunks; c += 64u) {
+            var xv: array<vec4<f32>, 8>;
+            for (var i = 0u; i < 8u; i++) {
+                xv[i] = x4(xb + c * 32u + i * 4u);
+            }
+            let xsum = vec2<f32>(
+                dot(xv[0] + xv[1] + xv[2] + xv[3], vec4<f32>(1.0)),
+                dot(xv[4] + xv[5] + xv[6] + xv[7], vec4<f32>(1.0)),
+            );
             acc += vec4<f32>(
-                dot(dq4(rb[0], e), xv),
-                dot(dq4(rb[1], e), xv),
-                dot(dq4(rb[2], e), xv),
-                dot(dq4(rb[3], e), xv),
+                dot32(rb[0], c, &xv, xsum),
+                dot32(rb[1], c, &xv, xsum),
+                dot32(rb[2], c, &xv, xsum),
+                dot32(rb[3], c, &xv, xsum),
             );
         }
-        // Float weights may have k % 4 != 0; block formats never do.
-        for (var e = k4 + ids.lid; e < p.k; e += 64u) {
+        // Float weights may have k % 32 != 0; block formats never do.
+        for (var e = chunks * 32u + ids.lid; e < p.k; e += 64u) {
             let xe = x[xb + e];
             acc += xe * vec4<f32>(dq1(rb[0], e), dq1(rb[1], e), dq1(rb[2], e), dq1(rb[3], e));
         }
@@ -70,6 +81,43 @@ fn gemv(ids: Ids) {
     if (ids.lid < GEMV_ROWS && tok < p.t && r0 + ids.lid < p.n) {
         out[tok * p.out_stride + p.out_col0 + r0 + ids.lid] = s[ids.lid];
     }
+}
+
+// Launched with ceil(n / 64) * t workgroups: one row per invocation, no reduction. For CPU
+// adapters: every invocation reads x at the same address (one load for all SIMD lanes) and
+// there is no barrier.
+@compute @workgroup_size(64)
+fn gemv_rows(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let groups_per_token = (p.n + 63u) / 64u;
+    let g = group_index(wid, nwg);
+    let tok = g / groups_per_token;
+    let r = (g % groups_per_token) * 64u + lid;
+    if (tok >= p.t || r >= p.n) {
+        return;
+    }
+    let rb = (p.w_row0 + r) * p.row_bytes;
+    let xb = tok * p.k;
+    let chunks = p.k / 32u;
+    var acc = 0.0;
+    for (var c = 0u; c < chunks; c++) {
+        var xv: array<vec4<f32>, 8>;
+        for (var i = 0u; i < 8u; i++) {
+            xv[i] = x4(xb + c * 32u + i * 4u);
+        }
+        let xsum = vec2<f32>(
+            dot(xv[0] + xv[1] + xv[2] + xv[3], vec4<f32>(1.0)),
+            dot(xv[4] + xv[5] + xv[6] + xv[7], vec4<f32>(1.0)),
+        );
+        acc += dot32(rb, c, &xv, xsum);
+    }
+    for (var e = chunks * 32u; e < p.k; e++) {
+        acc += x[xb + e] * dq1(rb, e);
+    }
+    out[tok * p.out_stride + p.out_col0 + r] = acc;
 }
 
 const TILE_T: u32 = 32u;

@@ -10,3 +10,12 @@ fn dq4(rb: u32, e: u32) -> vec4<f32> {
 fn dq1(rb: u32, e: u32) -> f32 {
     return ldf16(rb + e * 2u);
 }
+
+// See matmul_f32.wgsl.
+fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+    var s = 0.0;
+    for (var i = 0u; i < 8u; i++) {
+        s += dot(dq4(rb, c * 32u + i * 4u), (*xv)[i]);
+    }
+    return s;
+}

@@ -18,3 +18,21 @@ fn dq4(rb: u32, e: u32) -> vec4<f32> {
 fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
+
+// Dot product of elements 32c..32c+31 (a quarter of one half of a super-block: two scale
+// pairs) with xv; see matmul_f32.wgsl. The mins are applied through the sums of x.
+fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+    let o = rb + (c >> 3u) * 84u;
+    let n = (c >> 2u) & 1u;
+    let j = c & 3u;
+    var s = vec2<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        s[i >> 2u] += dot(field4(ld32(o + 16u + n * 32u + i * 4u), j * 2u, 3u), (*xv)[i]);
+    }
+    let sc0 = ld8(o + n * 8u + j * 2u);
+    let sc1 = ld8(o + n * 8u + j * 2u + 1u);
+    let dm = unpack2x16float(ld32(o + 80u));
+    let scales = vec2<f32>(f32(sc0 & 0xfu), f32(sc1 & 0xfu));
+    let mins = vec2<f32>(f32(sc0 >> 4u), f32(sc1 >> 4u));
+    return dm.x * dot(scales, s) - dm.y * dot(mins, xsum);
+}

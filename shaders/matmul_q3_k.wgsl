@@ -14,13 +14,33 @@ fn dq4(rb: u32, e: u32) -> vec4<f32> {
     let l = i & 31u;
     let lo = field4(ld32(o + 32u + n * 32u + l), j * 2u, 3u);
     let hb = field4(ld32(o + l), n * 4u + j, 1u);
-    let s = n * 8u + j * 2u + (l >> 4u);
-    let low = (ld8(o + 96u + (s & 7u)) >> ((s >> 3u) * 4u)) & 0xfu;
-    let high = (ld8(o + 104u + (s & 3u)) >> ((s >> 2u) * 2u)) & 3u;
-    let scale = f32(i32(low | (high << 4u)) - 32);
+    let scale = q3k_scale(o, n * 8u + j * 2u + (l >> 4u));
     return ldf16(o + 108u) * scale * (lo - 4.0 + 4.0 * hb);
 }
 
 fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
+}
+
+// The signed scale s (0..16) of the super-block at `o`; see the layout above.
+fn q3k_scale(o: u32, s: u32) -> f32 {
+    let low = (ld8(o + 96u + (s & 7u)) >> ((s >> 3u) * 4u)) & 0xfu;
+    let high = (ld8(o + 104u + (s & 3u)) >> ((s >> 2u) * 2u)) & 3u;
+    return f32(i32(low | (high << 4u)) - 32);
+}
+
+// Dot product of elements 32c..32c+31 (two scales) with xv; see matmul_f32.wgsl.
+fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+    let o = rb + (c >> 3u) * 110u;
+    let n = (c >> 2u) & 1u;
+    let j = c & 3u;
+    var s = vec2<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        let lo = field4(ld32(o + 32u + n * 32u + i * 4u), j * 2u, 3u);
+        let hb = field4(ld32(o + i * 4u), n * 4u + j, 1u);
+        s[i >> 2u] += dot(lo + 4.0 * hb, (*xv)[i]);
+    }
+    let sc = n * 8u + j * 2u;
+    let scales = vec2<f32>(q3k_scale(o, sc), q3k_scale(o, sc + 1u));
+    return ldf16(o + 108u) * dot(scales, s - 4.0 * xsum);
 }

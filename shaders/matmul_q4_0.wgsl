@@ -12,3 +12,15 @@ fn dq4(rb: u32, e: u32) -> vec4<f32> {
 fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
+
+// Dot product of block c with xv; see matmul_f32.wgsl. The -8 of every quant is applied
+// once, through the sum of x.
+fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+    let o = rb + c * 18u;
+    var s = 0.0;
+    for (var i = 0u; i < 4u; i++) {
+        let q = ld32(o + 2u + i * 4u);
+        s += dot(field4(q, 0u, 0xfu), (*xv)[i]) + dot(field4(q, 4u, 0xfu), (*xv)[i + 4u]);
+    }
+    return ldf16(o) * (s - 8.0 * (xsum.x + xsum.y));
+}

@@ -6,10 +6,25 @@ fn dq4(rb: u32, e: u32) -> vec4<f32> {
     let o = rb + (e >> 5u) * 22u;
     let i = e & 31u;
     let lo = field4(ld32(o + 6u + (i & 15u)), (i >> 4u) * 4u, 0xfu);
-    let hi = vec4<f32>((vec4<u32>(ld32(o + 2u) >> i) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u));
+    let hi = bits4(ld32(o + 2u), i);
     return ldf16(o) * (lo + 16.0 * hi - 16.0);
 }
 
 fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
+}
+
+// Dot product of block c with xv; see matmul_f32.wgsl.
+fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+    let o = rb + c * 22u;
+    let qh = ld32(o + 2u);
+    var s = 0.0;
+    for (var i = 0u; i < 4u; i++) {
+        let q = ld32(o + 6u + i * 4u);
+        let h0 = bits4(qh, i * 4u);
+        let h1 = bits4(qh, 16u + i * 4u);
+        s += dot(field4(q, 0u, 0xfu) + 16.0 * h0, (*xv)[i]);
+        s += dot(field4(q, 4u, 0xfu) + 16.0 * h1, (*xv)[i + 4u]);
+    }
+    return ldf16(o) * (s - 16.0 * (xsum.x + xsum.y));
 }

@@ -6,10 +6,24 @@ fn dq4(rb: u32, e: u32) -> vec4<f32> {
     let o = rb + (e >> 5u) * 24u;
     let i = e & 31u;
     let lo = field4(ld32(o + 8u + (i & 15u)), (i >> 4u) * 4u, 0xfu);
-    let hi = vec4<f32>((vec4<u32>(ld32(o + 4u) >> i) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u));
+    let hi = bits4(ld32(o + 4u), i);
     return ldf16(o) * (lo + 16.0 * hi) + ldf16(o + 2u);
 }
 
 fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
+}
+
+// Dot product of block c with xv; see matmul_f32.wgsl.
+fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+    let o = rb + c * 24u;
+    let qh = ld32(o + 4u);
+    var s = 0.0;
+    for (var i = 0u; i < 4u; i++) {
+        let q = ld32(o + 8u + i * 4u);
+        s += dot(field4(q, 0u, 0xfu) + 16.0 * bits4(qh, i * 4u), (*xv)[i]);
+        s += dot(field4(q, 4u, 0xfu) + 16.0 * bits4(qh, 16u + i * 4u), (*xv)[i + 4u]);
+    }
+    let dm = unpack2x16float(ld32(o));
+    return dm.x * s + dm.y * (xsum.x + xsum.y);
 }

@@ -28,3 +28,18 @@ fn dq4(rb: u32, e: u32) -> vec4<f32> {
 fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
+
+// Dot product of sub-block c % 8 of super-block c / 8 with xv; see matmul_f32.wgsl.
+fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+    let o = rb + (c >> 3u) * 176u;
+    let b = c & 7u;
+    var s = 0.0;
+    for (var i = 0u; i < 8u; i++) {
+        let lo = field4(ld32(o + 48u + (b >> 1u) * 32u + i * 4u), (b & 1u) * 4u, 0xfu);
+        let hi = field4(ld32(o + 16u + i * 4u), b, 1u);
+        s += dot(lo + 16.0 * hi, (*xv)[i]);
+    }
+    let sm = scale_min_k4(o + 4u, b);
+    let dm = unpack2x16float(ld32(o));
+    return dm.x * sm.x * s - dm.y * sm.y * (xsum.x + xsum.y);
+}

@@ -19,3 +19,19 @@ fn dq4(rb: u32, e: u32) -> vec4<f32> {
 fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
+
+// Dot product of elements 32c..32c+31 (two scales) with xv; see matmul_f32.wgsl.
+fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+    let o = rb + (c >> 3u) * 210u;
+    let n = (c >> 2u) & 1u;
+    let j = c & 3u;
+    var s = vec2<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        let lo = field4(ld32(o + n * 64u + (j & 1u) * 32u + i * 4u), (j >> 1u) * 4u, 0xfu);
+        let hi = field4(ld32(o + 128u + n * 32u + i * 4u), j * 2u, 3u);
+        s[i >> 2u] += dot(lo + 16.0 * hi, (*xv)[i]);
+    }
+    let sc = o + 192u + n * 8u + j * 2u;
+    let scales = vec2<f32>(sbyte(ld8(sc)), sbyte(ld8(sc + 1u)));
+    return ldf16(o + 208u) * dot(scales, s - 32.0 * xsum);
+}

@@ -4,7 +4,7 @@
 //! dequantized on the CPU by the functions below, written from the GGML block definitions.
 //! Fails, not passes, when no wgpu adapter exists.
 
-use lamina::backend::wgpu::{Wgpu, WgpuBuf, WgpuOptions, MATMUL_DTYPES, VECTOR_DTYPES};
+use lamina::backend::wgpu::{Gemv, Wgpu, WgpuBuf, WgpuOptions, MATMUL_DTYPES, VECTOR_DTYPES};
 use lamina::backend::{Backend, RopeLayout, WeightView};
 use lamina::dtype::DType;
 use lamina::weights::TensorInfo;
@@ -27,29 +27,43 @@ impl Rng {
     }
 }
 
-fn gpu(subgroups: bool) -> Wgpu {
+fn open(subgroups: bool, gemv: Gemv) -> Wgpu {
     Wgpu::new(WgpuOptions {
         subgroups,
+        gemv,
         ..Default::default()
     })
     .unwrap_or_else(|e| panic!("no wgpu adapter to test on (install lavapipe): {e}"))
 }
 
-fn gpus() -> Vec<Wgpu> {
-    let a = gpu(true);
-    if a.uses_subgroups() {
-        vec![a, gpu(false)]
-    } else {
-        vec![a]
-    }
+fn gpu() -> Wgpu {
+    open(true, Gemv::Auto)
 }
 
-fn label(b: &Wgpu) -> &'static str {
-    if b.uses_subgroups() {
-        "subgroups"
-    } else {
-        "workgroup memory"
+/// The device in each configuration whose shaders differ: both one-token matmul kernels,
+/// and the reductions with and without subgroups (where the adapter has them).
+fn gpus() -> Vec<Wgpu> {
+    let mut v = vec![open(true, Gemv::Rows), open(true, Gemv::Split)];
+    if v[0].uses_subgroups() {
+        v.push(open(false, Gemv::Split));
     }
+    v
+}
+
+fn label(b: &Wgpu) -> String {
+    format!(
+        "{}, {}",
+        if b.uses_subgroups() {
+            "subgroups"
+        } else {
+            "workgroup memory"
+        },
+        if b.uses_gemv_rows() {
+            "gemv_rows"
+        } else {
+            "gemv"
+        }
+    )
 }
 
 fn info(name: &str, dtype: DType, shape: &[usize]) -> TensorInfo {
@@ -368,7 +382,7 @@ fn matmul_every_dtype() {
 #[test]
 fn embedding_every_dtype() {
     let mut rng = Rng(0x2468_ace0_1357_9bdf);
-    let b = gpu(true);
+    let b = gpu();
     for &d in MATMUL_DTYPES {
         for k in cols_for(d) {
             let rows = 50;
@@ -391,7 +405,7 @@ fn embedding_every_dtype() {
 
 #[test]
 fn embedding_id_out_of_range_is_an_error() {
-    let b = gpu(true);
+    let b = gpu();
     let table = b
         .upload_weight(&info("emb", DType::F32, &[4, 8]), &[0u8; 128])
         .unwrap();
@@ -517,7 +531,7 @@ fn rope_ref(x: &[f32], pos: &[u32], inv: &[f32], heads: usize, hd: usize, scale:
 #[test]
 fn rope_both_layouts() {
     let mut rng = Rng(0x7777_1234_5678_0001);
-    let b = gpu(true);
+    let b = gpu();
     let (heads, hd) = (3, 64);
     let inv: Vec<f32> = (0..hd / 2)
         .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / hd as f32))
@@ -604,7 +618,7 @@ fn kv_write_and_attention() {
 #[test]
 fn swiglu_add_copy() {
     let mut rng = Rng(0x1111_2222_3333_4444);
-    let b = gpu(true);
+    let b = gpu();
     let n = 70_001;
     let g: Vec<f32> = rng.vec(n).iter().map(|v| v * 12.0).collect();
     let u = rng.vec(n);
@@ -635,4 +649,75 @@ fn swiglu_add_copy() {
         .collect();
     assert_close("copy", &got, &want, 0.0 + 1e-30);
     assert!(b.copy(&ub, 0, &ub, 10, 20).is_err(), "overlapping copy must be refused");
+}
+
+/// CPU seconds this process has used (all threads): on a CPU adapter (lavapipe) the work
+/// done, whatever else the machine is busy with.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Throughput of matmul on realistic shapes (SmolLM2-135M and Qwen2.5-0.5B layers), one
+/// token (gemv) and a 64-token prefill (tiled). Not a check: run with `--ignored
+/// --nocapture` to see the numbers.
+#[test]
+#[ignore]
+fn matmul_throughput() {
+    let mut rng = Rng(0xfeed_beef_1234_5678);
+    let b = gpu();
+    println!("{}", b.describe().adapter);
+    let shapes = [
+        (DType::Q4_1, 1536, 576),
+        (DType::Q4_1, 576, 1536),
+        (DType::Q8_0, 49152, 576),
+        (DType::Q4_K, 4864, 896),
+        (DType::Q6_K, 896, 4864),
+        (DType::Q5_0, 896, 896),
+        (DType::F32, 576, 576),
+        (DType::BF16, 1536, 576),
+    ];
+    for (d, n, k) in shapes {
+        if k % d.block_elems() != 0 {
+            continue;
+        }
+        let bytes = random_weight(&mut rng, d, n, k);
+        let w = b.upload_weight(&info("w", d, &[n, k]), &bytes).unwrap();
+        for t in [1usize, 64] {
+            let xb = input(&b, &rng.vec(t * k));
+            let out = b.alloc(t * n).unwrap();
+            let view = || WeightView {
+                w: &w,
+                row0: 0,
+                rows: n,
+                cols: k,
+                scale: None,
+                zero: None,
+            };
+            b.matmul(&xb, view(), &out, t).unwrap();
+            b.sync().unwrap();
+            let reps = if t == 1 { 20 } else { 3 };
+            let cpu0 = cpu_seconds();
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                b.matmul(&xb, view(), &out, t).unwrap();
+            }
+            b.sync().unwrap();
+            let s = start.elapsed().as_secs_f64() / reps as f64;
+            let cpu = (cpu_seconds() - cpu0) / reps as f64;
+            println!(
+                "matmul {d} {n}x{k} t={t}: {:.3} ms ({:.3} ms of CPU), {:.2} GFLOP/s, {:.2} GB/s \
+                 of weights",
+                s * 1e3,
+                cpu * 1e3,
+                2.0 * (n * k * t) as f64 / s / 1e9,
+                bytes.len() as f64 / s / 1e9
+            );
+        }
+    }
 }

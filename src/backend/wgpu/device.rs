@@ -18,6 +18,8 @@ pub struct WgpuOptions {
     /// Use subgroup operations when the adapter has them (default true; false tests the
     /// workgroup-memory path on an adapter that has them).
     pub subgroups: bool,
+    /// Which one-token matmul kernel to use; default `Auto`.
+    pub gemv: Gemv,
     /// Largest buffer for one piece of a weight; default (None) the adapter's limits
     /// (storage binding size and buffer size). Tests set a small one to exercise the
     /// splitting of large tensors.
@@ -29,9 +31,24 @@ impl Default for WgpuOptions {
         WgpuOptions {
             adapter: None,
             subgroups: true,
+            gemv: Gemv::Auto,
             max_piece_bytes: None,
         }
     }
+}
+
+/// The kernel for matmuls of one or two tokens (matmul.wgsl). Both compute the same thing;
+/// they suit different hardware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gemv {
+    /// `Rows` on CPU adapters (lavapipe, SwiftShader, WARP), `Split` on GPUs.
+    Auto,
+    /// 64 invocations share a few rows, splitting k, then reduce: reads of neighbouring
+    /// invocations fall on neighbouring bytes, as GPUs want.
+    Split,
+    /// One row per invocation, no reduction: x is read at the same address by every
+    /// invocation, which a CPU's SIMD lanes share, and no barriers (costly on a CPU).
+    Rows,
 }
 
 /// One adapter wgpu can open here, in words.
@@ -173,6 +190,8 @@ pub(crate) struct Gpu {
     pub queue: ::wgpu::Queue,
     pub limits: ::wgpu::Limits,
     pub subgroups: bool,
+    /// Use matmul.wgsl's `gemv_rows` for one-token matmuls (else `gemv`).
+    pub gemv_rows: bool,
     pub description: Description,
     /// Errors wgpu reported outside an error scope, oldest first.
     errors: Arc<Mutex<Vec<String>>>,
@@ -290,9 +309,15 @@ impl Gpu {
                 (0, 0)
             },
         };
+        let gemv_rows = match opts.gemv {
+            Gemv::Rows => true,
+            Gemv::Split => false,
+            Gemv::Auto => info.device_type == ::wgpu::DeviceType::Cpu,
+        };
         tracing::info!(
             adapter = %description.adapter,
             subgroups,
+            gemv_rows,
             "wgpu device opened"
         );
         Ok(Gpu {
@@ -300,6 +325,7 @@ impl Gpu {
             queue,
             limits,
             subgroups,
+            gemv_rows,
             description,
             errors,
             lost,

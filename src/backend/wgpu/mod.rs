@@ -16,7 +16,7 @@ mod pipelines;
 mod record;
 
 pub use buffers::{WgpuBuf, WgpuCache, WgpuWeight};
-pub use device::{list_adapters, AdapterSummary, Description, WgpuOptions, ADAPTER_ENV};
+pub use device::{list_adapters, AdapterSummary, Description, Gemv, WgpuOptions, ADAPTER_ENV};
 pub use pipelines::{all_variants, entries, op_dtypes, ShaderKey, MATMUL_DTYPES, VECTOR_DTYPES};
 
 use crate::backend::{Op, SupportTable};
@@ -79,6 +79,11 @@ impl Wgpu {
     /// Whether the shaders use subgroup operations on this device.
     pub fn uses_subgroups(&self) -> bool {
         self.gpu.subgroups
+    }
+
+    /// Whether one-token matmuls use one row per invocation (`Gemv::Rows`).
+    pub fn uses_gemv_rows(&self) -> bool {
+        self.gpu.gemv_rows
     }
 
     /// Largest piece a weight is uploaded in.

@@ -12,8 +12,9 @@ use crate::weights::TensorInfo;
 /// Matmuls of up to this many tokens use the gemv kernel (once per token); more use the
 /// tiled kernel, which dequantizes each weight element once per 32 tokens.
 const GEMV_MAX_T: usize = 2;
-/// Weight rows per gemv workgroup, as `GEMV_ROWS` in matmul.wgsl.
+/// Weight rows per gemv workgroup, as `GEMV_ROWS` in matmul.wgsl; gemv_rows does 64.
 const GEMV_ROWS: usize = 4;
+const GEMV_ROWS_WG: usize = 64;
 /// Output tile of the tiled kernel, as `TILE_T`/`TILE_N` in matmul.wgsl.
 const TILE_T: usize = 32;
 const TILE_N: usize = 64;
@@ -292,7 +293,11 @@ impl Backend for Wgpu {
                 Bind::new(&out.buffer, out_bytes),
             ];
             let (entry, groups) = if t <= GEMV_MAX_T {
-                ("gemv", n.div_ceil(GEMV_ROWS) * t)
+                if self.gpu.gemv_rows {
+                    ("gemv_rows", n.div_ceil(GEMV_ROWS_WG) * t)
+                } else {
+                    ("gemv", n.div_ceil(GEMV_ROWS) * t)
+                }
             } else {
                 ("tiled", n.div_ceil(TILE_N) * t.div_ceil(TILE_T))
             };

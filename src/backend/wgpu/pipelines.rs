@@ -96,7 +96,7 @@ fn reduces(op: Op) -> bool {
 /// The entry points of an op's shader.
 pub fn entries(op: Op) -> &'static [&'static str] {
     match op {
-        Op::Matmul => &["gemv", "tiled"],
+        Op::Matmul => &["gemv", "gemv_rows", "tiled"],
         _ => &["main"],
     }
 }
