@@ -1,12 +1,16 @@
-//! Direct checks of every wgpu op against naive CPU computations written here (f64
-//! accumulation), for every weight dtype, with and without subgroups, with outputs poisoned
-//! (NaN) before each op. Quantized weights are random blocks (random quants, sane scales)
-//! dequantized on the CPU by the functions below, written from the GGML block definitions.
+//! The wgpu backend's conformance: every case of `lamina::backend::cases` (each op x dtype
+//! x shape, random inputs, outputs poisoned with NaN) against the reference, in each shader
+//! configuration this adapter can run (both one-token matmul kernels; reductions with and
+//! without subgroups). Then what the case table does not reach: quantized weights made of
+//! random bytes (every bit pattern of scales and quants, not only what a quantizer
+//! writes), weights split in pieces at row boundaries, and errors for bad arguments.
 //! Fails, not passes, when no wgpu adapter exists.
 
-use lamina::backend::wgpu::{Gemv, Wgpu, WgpuBuf, WgpuOptions, MATMUL_DTYPES, VECTOR_DTYPES};
-use lamina::backend::{Backend, RopeLayout, WeightView};
+use lamina::backend::cases::{run_all, summarize};
+use lamina::backend::wgpu::{Gemv, Wgpu, WgpuBuf, WgpuOptions, MATMUL_DTYPES};
+use lamina::backend::{Backend, WeightView};
 use lamina::dtype::DType;
+use lamina::quant;
 use lamina::weights::TensorInfo;
 
 struct Rng(u64);
@@ -115,10 +119,6 @@ fn f16_bits(v: f32) -> [u8; 2] {
     half::f16::from_f32(v).to_le_bytes()
 }
 
-fn f16_at(b: &[u8], o: usize) -> f32 {
-    half::f16::from_le_bytes([b[o], b[o + 1]]).to_f32()
-}
-
 /// Offsets of the f16 fields (scales, mins) in a block of each format.
 fn f16_fields(d: DType) -> &'static [usize] {
     match d {
@@ -157,164 +157,13 @@ fn random_weight(rng: &mut Rng, d: DType, rows: usize, cols: usize) -> Vec<u8> {
     }
 }
 
-/// Dequantizes one row, following the loops of the GGML block definitions.
-fn dequant_row(d: DType, row: &[u8], cols: usize) -> Vec<f32> {
-    let mut y = Vec::with_capacity(cols);
-    match d {
-        DType::F32 => y.extend(row.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-        DType::F16 => y.extend((0..cols).map(|i| f16_at(row, 2 * i))),
-        DType::BF16 => y.extend(
-            (0..cols).map(|i| half::bf16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32()),
-        ),
-        _ => {
-            for b in row.chunks(d.block_bytes()) {
-                dequant_block(d, b, &mut y);
-            }
-        }
-    }
-    assert_eq!(y.len(), cols);
-    y
-}
-
-fn dequant_block(dt: DType, b: &[u8], y: &mut Vec<f32>) {
-    match dt {
-        DType::Q8_0 => {
-            let d = f16_at(b, 0);
-            y.extend(b[2..34].iter().map(|&q| d * (q as i8) as f32));
-        }
-        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => {
-            let d = f16_at(b, 0);
-            let (m, qh, qs) = match dt {
-                DType::Q4_0 => (0.0, 0, &b[2..18]),
-                DType::Q4_1 => (f16_at(b, 2), 0, &b[4..20]),
-                DType::Q5_0 => (0.0, u32::from_le_bytes(b[2..6].try_into().unwrap()), &b[6..22]),
-                _ => (f16_at(b, 2), u32::from_le_bytes(b[4..8].try_into().unwrap()), &b[8..24]),
-            };
-            let five = matches!(dt, DType::Q5_0 | DType::Q5_1);
-            let offset = match dt {
-                DType::Q4_0 => -8.0,
-                DType::Q5_0 => -16.0,
-                _ => 0.0,
-            };
-            let mut lo = [0f32; 16];
-            let mut hi = [0f32; 16];
-            for j in 0..16 {
-                let h0 = if five { ((qh >> j) & 1) << 4 } else { 0 };
-                let h1 = if five { ((qh >> (j + 16)) & 1) << 4 } else { 0 };
-                lo[j] = d * (((qs[j] & 0xf) as u32 | h0) as f32 + offset) + m;
-                hi[j] = d * (((qs[j] >> 4) as u32 | h1) as f32 + offset) + m;
-            }
-            y.extend(lo);
-            y.extend(hi);
-        }
-        DType::Q2_K => {
-            let (sc, qs) = (&b[0..16], &b[16..80]);
-            let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
-            let mut is = 0;
-            for n in 0..2 {
-                let q = &qs[32 * n..];
-                for j in 0..4 {
-                    for half in 0..2 {
-                        let s = sc[is];
-                        is += 1;
-                        let (dl, ml) = (d * (s & 0xf) as f32, dmin * (s >> 4) as f32);
-                        for l in 0..16 {
-                            y.push(dl * ((q[l + 16 * half] >> (2 * j)) & 3) as f32 - ml);
-                        }
-                    }
-                }
-            }
-        }
-        DType::Q3_K => {
-            let (hm, qs, sc) = (&b[0..32], &b[32..96], &b[96..108]);
-            let d = f16_at(b, 108);
-            let mut scales = [0i32; 16];
-            for (i, s) in scales.iter_mut().enumerate() {
-                let low = if i < 8 { sc[i] & 0xf } else { sc[i - 8] >> 4 };
-                let high = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
-                *s = (low | (high << 4)) as i32 - 32;
-            }
-            let mut is = 0;
-            let mut m = 1u8;
-            for n in 0..2 {
-                let q = &qs[32 * n..];
-                for j in 0..4 {
-                    for half in 0..2 {
-                        let dl = d * scales[is] as f32;
-                        is += 1;
-                        for l in 0..16 {
-                            let l = l + 16 * half;
-                            let low = ((q[l] >> (2 * j)) & 3) as i32;
-                            let sub = if hm[l] & m != 0 { 0 } else { 4 };
-                            y.push(dl * (low - sub) as f32);
-                        }
-                    }
-                    m <<= 1;
-                }
-            }
-        }
-        DType::Q4_K | DType::Q5_K => {
-            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-            let sc = &b[4..16];
-            let scale_min = |j: usize| -> (f32, f32) {
-                if j < 4 {
-                    ((sc[j] & 63) as f32, (sc[j + 4] & 63) as f32)
-                } else {
-                    (
-                        ((sc[j + 4] & 0xf) | ((sc[j - 4] >> 6) << 4)) as f32,
-                        ((sc[j + 4] >> 4) | ((sc[j] >> 6) << 4)) as f32,
-                    )
-                }
-            };
-            let (qh, qs): (&[u8], &[u8]) = if dt == DType::Q5_K {
-                (&b[16..48], &b[48..176])
-            } else {
-                (&[], &b[16..144])
-            };
-            for c in 0..4 {
-                let ql = &qs[32 * c..];
-                for half in 0..2 {
-                    let (s, m) = scale_min(2 * c + half);
-                    for l in 0..32 {
-                        let mut q = ((ql[l] >> (4 * half)) & 0xf) as f32;
-                        if dt == DType::Q5_K && qh[l] & (1 << (2 * c + half)) != 0 {
-                            q += 16.0;
-                        }
-                        y.push(d * s * q - dmin * m);
-                    }
-                }
-            }
-        }
-        DType::Q6_K => {
-            let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
-            let d = f16_at(b, 208);
-            let mut out = [0f32; 256];
-            for n in 0..2 {
-                let (ql, qh, sc) = (&ql[64 * n..], &qh[32 * n..], &sc[8 * n..]);
-                for l in 0..32 {
-                    let is = l / 16;
-                    let q1 = ((ql[l] & 0xf) | ((qh[l] & 3) << 4)) as i32 - 32;
-                    let q2 = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-                    let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-                    let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-                    let base = 128 * n;
-                    out[base + l] = d * (sc[is] as i8) as f32 * q1 as f32;
-                    out[base + l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
-                    out[base + l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
-                    out[base + l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
-                }
-            }
-            y.extend(out);
-        }
-        other => panic!("no test dequantizer for {other}"),
-    }
-}
-
 fn dequant(d: DType, bytes: &[u8], rows: usize, cols: usize) -> Vec<f32> {
     let rb = d.row_bytes(cols).unwrap();
-    (0..rows)
-        .flat_map(|r| dequant_row(d, &bytes[r * rb..(r + 1) * rb], cols))
-        .collect()
+    let mut out = vec![0f32; rows * cols];
+    for (r, row) in out.chunks_mut(cols).enumerate() {
+        quant::dequantize_row(d, &bytes[r * rb..(r + 1) * rb], row).unwrap();
+    }
+    out
 }
 
 /// Column counts that exercise each dtype: odd ones for floats, whole blocks for quants.
@@ -341,7 +190,28 @@ fn matmul_ref(x: &[f32], w: &[f32], t: usize, rows: std::ops::Range<usize>, k: u
 }
 
 #[test]
-fn matmul_every_dtype() {
+fn conformance() {
+    let mut ok = true;
+    for b in gpus() {
+        let results = run_all(&b);
+        let s = summarize(&results);
+        println!("wgpu on {} ({}):\n{}", b.device(), label(&b), s.report);
+        // The support table claims exactly what runs: only the int8 (W8A8) cases, which
+        // this backend does not implement, may be skipped.
+        for (c, r) in &results {
+            if matches!(r, Ok(r) if r.skipped) {
+                assert_eq!(c.dtype, DType::I8, "case {} skipped", c.name);
+            }
+        }
+        ok &= s.ok() && s.passed > 0;
+    }
+    assert!(ok, "conformance failures above");
+}
+
+/// Every matmul dtype with weights of random bytes, each kernel (gemv, gemv_rows, tiled),
+/// whole weights and row views.
+#[test]
+fn matmul_random_blocks() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     for b in gpus() {
         for &d in MATMUL_DTYPES {
@@ -367,52 +237,14 @@ fn matmul_every_dtype() {
                         b.matmul(&xb, view, &out, t).unwrap();
                         let got = b.read(&out, t * rows).unwrap();
                         let want = matmul_ref(&x, &wf, t, row0..row0 + rows, k);
-                        let what = format!(
-                            "matmul {d} k={k} t={t} rows {row0}+{rows} ({})",
-                            label(&b)
-                        );
+                        let what =
+                            format!("matmul {d} k={k} t={t} rows {row0}+{rows} ({})", label(&b));
                         assert_close(&what, &got, &want, 1e-9);
                     }
                 }
             }
         }
     }
-}
-
-#[test]
-fn embedding_every_dtype() {
-    let mut rng = Rng(0x2468_ace0_1357_9bdf);
-    let b = gpu();
-    for &d in MATMUL_DTYPES {
-        for k in cols_for(d) {
-            let rows = 50;
-            let bytes = random_weight(&mut rng, d, rows, k);
-            let wf = dequant(d, &bytes, rows, k);
-            let table = b.upload_weight(&info("emb", d, &[rows, k]), &bytes).unwrap();
-            let ids = [3u32, 49, 0, 3, 17];
-            b.set_step(&ids, &[0, 1, 2, 3, 4]).unwrap();
-            let out = poisoned(&b, ids.len() * k);
-            b.embedding(&table, &out, ids.len()).unwrap();
-            let got = b.read(&out, ids.len() * k).unwrap();
-            let want: Vec<f64> = ids
-                .iter()
-                .flat_map(|&id| wf[id as usize * k..(id as usize + 1) * k].iter().map(|&v| v as f64))
-                .collect();
-            assert_close(&format!("embedding {d} k={k}"), &got, &want, 1e-12);
-        }
-    }
-}
-
-#[test]
-fn embedding_id_out_of_range_is_an_error() {
-    let b = gpu();
-    let table = b
-        .upload_weight(&info("emb", DType::F32, &[4, 8]), &[0u8; 128])
-        .unwrap();
-    b.set_step(&[4], &[0]).unwrap();
-    let out = b.alloc(8).unwrap();
-    let e = b.embedding(&table, &out, 1).unwrap_err().to_string();
-    assert!(e.contains("token id 4"), "{e}");
 }
 
 /// A tensor larger than one buffer may be (forced small here) is uploaded in pieces split at
@@ -449,7 +281,12 @@ fn weights_split_in_pieces() {
                 b.matmul(&xb, view, &out, t).unwrap();
                 let got = b.read(&out, t * rows).unwrap();
                 let want = matmul_ref(&x, &wf, t, row0..row0 + rows, k);
-                assert_close(&format!("split matmul {d} t={t} rows {row0}+{rows}"), &got, &want, 1e-9);
+                assert_close(
+                    &format!("split matmul {d} t={t} rows {row0}+{rows}"),
+                    &got,
+                    &want,
+                    1e-9,
+                );
             }
         }
         let ids = [29u32, 0, 7, 6, 14, 21, 28];
@@ -460,202 +297,55 @@ fn weights_split_in_pieces() {
         let got = b.read(&out, ids.len() * k).unwrap();
         let want: Vec<f64> = ids
             .iter()
-            .flat_map(|&id| wf[id as usize * k..(id as usize + 1) * k].iter().map(|&v| v as f64))
+            .flat_map(|&id| {
+                wf[id as usize * k..(id as usize + 1) * k]
+                    .iter()
+                    .map(|&v| v as f64)
+            })
             .collect();
         assert_close(&format!("split embedding {d}"), &got, &want, 1e-12);
     }
 }
 
 #[test]
-fn rms_norm_and_add_bias() {
-    let mut rng = Rng(0x5555_aaaa_1111_eeee);
-    for b in gpus() {
-        for &d in VECTOR_DTYPES {
-            for (t, dim) in [(1, 576), (3, 37), (5, 1000)] {
-                let wbytes = random_weight(&mut rng, d, 1, dim);
-                let wf = dequant(d, &wbytes, 1, dim);
-                let w = b.upload_weight(&info("norm", d, &[dim]), &wbytes).unwrap();
-                let x = rng.vec(t * dim);
-                let xb = input(&b, &x);
-                let out = poisoned(&b, t * dim);
-                b.rms_norm(&xb, &w, &out, t, dim, 1e-5).unwrap();
-                let got = b.read(&out, t * dim).unwrap();
-                let mut want = Vec::new();
-                for i in 0..t {
-                    let row = &x[i * dim..(i + 1) * dim];
-                    let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / dim as f64;
-                    let inv = 1.0 / (ms + 1e-5).sqrt();
-                    want.extend(row.iter().zip(&wf).map(|(&v, &g)| v as f64 * inv * g as f64));
-                }
-                assert_close(&format!("rms_norm {d} t={t} dim={dim} ({})", label(&b)), &got, &want, 1e-10);
-                // In place.
-                b.rms_norm(&xb, &w, &xb, t, dim, 1e-5).unwrap();
-                let got = b.read(&xb, t * dim).unwrap();
-                assert_close(&format!("rms_norm in place {d}"), &got, &want, 1e-10);
-
-                b.write(&xb, &x).unwrap();
-                b.add_bias(&xb, &w, t, dim).unwrap();
-                let got = b.read(&xb, t * dim).unwrap();
-                let want: Vec<f64> = x
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| v as f64 + wf[i % dim] as f64)
-                    .collect();
-                assert_close(&format!("add_bias {d} t={t} dim={dim}"), &got, &want, 1e-12);
-            }
-        }
-    }
-}
-
-fn rope_ref(x: &[f32], pos: &[u32], inv: &[f32], heads: usize, hd: usize, scale: f32, layout: RopeLayout) -> Vec<f64> {
-    let mut out: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    for (t, &p) in pos.iter().enumerate() {
-        for h in 0..heads {
-            let base = (t * heads + h) * hd;
-            for i in 0..hd / 2 {
-                let a = p as f64 * inv[i] as f64;
-                let (s, c) = (a.sin() * scale as f64, a.cos() * scale as f64);
-                let (i0, i1) = match layout {
-                    RopeLayout::Normal => (base + 2 * i, base + 2 * i + 1),
-                    RopeLayout::Neox => (base + i, base + i + hd / 2),
-                };
-                let (x0, x1) = (x[i0] as f64, x[i1] as f64);
-                out[i0] = x0 * c - x1 * s;
-                out[i1] = x0 * s + x1 * c;
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn rope_both_layouts() {
-    let mut rng = Rng(0x7777_1234_5678_0001);
+fn bad_arguments_are_errors() {
     let b = gpu();
-    let (heads, hd) = (3, 64);
-    let inv: Vec<f32> = (0..hd / 2)
-        .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / hd as f32))
-        .collect();
-    let ib = input(&b, &inv);
-    let pos = [0u32, 1, 7, 300, 4095];
-    b.set_step(&[0; 5], &pos).unwrap();
-    for layout in [RopeLayout::Normal, RopeLayout::Neox] {
-        for scale in [1.0f32, 1.19] {
-            let x = rng.vec(pos.len() * heads * hd);
-            let xb = input(&b, &x);
-            b.rope(&xb, &ib, pos.len(), heads, hd, scale, layout).unwrap();
-            let got = b.read(&xb, x.len()).unwrap();
-            let want = rope_ref(&x, &pos, &inv, heads, hd, scale, layout);
-            // The angle is position * inv_freq in f32, as Hugging Face computes it: at position
-            // 4095 its rounding alone is ~1e-9 of NMSE against this f64 reference.
-            assert_close(&format!("rope {layout:?} scale {scale}"), &got, &want, 1e-8);
-        }
-    }
-}
+    let table = b
+        .upload_weight(&info("emb", DType::F32, &[4, 8]), &[0u8; 128])
+        .unwrap();
+    b.set_step(&[4], &[0]).unwrap();
+    let out = b.alloc(8).unwrap();
+    let e = b.embedding(&table, &out, 1).unwrap_err().to_string();
+    assert!(e.contains("token id 4"), "{e}");
 
-/// Attention over a cache filled in two steps (a prefill of 5 rows, then one decode row),
-/// grouped-query (6 query heads over 2 kv heads), against a direct softmax.
-#[test]
-fn kv_write_and_attention() {
-    let mut rng = Rng(0x9999_8888_7777_6666);
-    for b in gpus() {
-        for hd in [64, 80, 128] {
-            let (heads, kvh, max_ctx, layers) = (6, 2, 100, 2);
-            let cache = b.alloc_cache(layers, kvh, hd, max_ctx).unwrap();
-            let scale = 1.0 / (hd as f32).sqrt();
-            let mut ks: Vec<Vec<f32>> = Vec::new();
-            let mut vs: Vec<Vec<f32>> = Vec::new();
-            // Step 1: five rows at positions 0..5; step 2: one at 5; step 3: 70 at 6..76.
-            for (start, t) in [(0u32, 5usize), (5, 1), (6, 70)] {
-                let pos: Vec<u32> = (start..start + t as u32).collect();
-                b.set_step(&vec![0; t], &pos).unwrap();
-                let k = rng.vec(t * kvh * hd);
-                let v = rng.vec(t * kvh * hd);
-                let q = rng.vec(t * heads * hd);
-                let (kb, vb, qb) = (input(&b, &k), input(&b, &v), input(&b, &q));
-                b.kv_write(&cache, 1, &kb, &vb, t).unwrap();
-                for i in 0..t {
-                    ks.push(k[i * kvh * hd..(i + 1) * kvh * hd].to_vec());
-                    vs.push(v[i * kvh * hd..(i + 1) * kvh * hd].to_vec());
-                }
-                let out = poisoned(&b, t * heads * hd);
-                b.attention(&qb, &cache, 1, &out, t, heads, scale).unwrap();
-                let got = b.read(&out, t * heads * hd).unwrap();
-                let mut want = vec![0f64; t * heads * hd];
-                for i in 0..t {
-                    let n_ctx = pos[i] as usize + 1;
-                    for h in 0..heads {
-                        let kh = h / (heads / kvh);
-                        let qv = &q[(i * heads + h) * hd..][..hd];
-                        let s: Vec<f64> = (0..n_ctx)
-                            .map(|j| {
-                                let kr = &ks[j][kh * hd..][..hd];
-                                qv.iter().zip(kr).map(|(&a, &c)| a as f64 * c as f64).sum::<f64>()
-                                    * scale as f64
-                            })
-                            .collect();
-                        let m = s.iter().cloned().fold(f64::MIN, f64::max);
-                        let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
-                        let z: f64 = e.iter().sum();
-                        for d in 0..hd {
-                            want[(i * heads + h) * hd + d] = (0..n_ctx)
-                                .map(|j| e[j] / z * vs[j][kh * hd + d] as f64)
-                                .sum();
-                        }
-                    }
-                }
-                let what = format!("attention hd={hd} step at {start} t={t} ({})", label(&b));
-                assert_close(&what, &got, &want, 1e-9);
-            }
-            // Positions past the cache are refused before anything runs.
-            b.set_step(&[0], &[max_ctx as u32]).unwrap();
-            let one = b.alloc(kvh * hd).unwrap();
-            assert!(b.kv_write(&cache, 0, &one, &one, 1).is_err());
-        }
-    }
-}
+    let buf = b.alloc(100).unwrap();
+    let e = b.copy(&buf, 0, &buf, 10, 20).unwrap_err().to_string();
+    assert!(e.contains("overlap"), "{e}");
 
-#[test]
-fn swiglu_add_copy() {
-    let mut rng = Rng(0x1111_2222_3333_4444);
-    let b = gpu();
-    let n = 70_001;
-    let g: Vec<f32> = rng.vec(n).iter().map(|v| v * 12.0).collect();
-    let u = rng.vec(n);
-    let (gb, ub) = (input(&b, &g), input(&b, &u));
-    let out = poisoned(&b, n);
-    b.swiglu(&gb, &ub, &out, n).unwrap();
-    let got = b.read(&out, n).unwrap();
-    let want: Vec<f64> = g
-        .iter()
-        .zip(&u)
-        .map(|(&g, &u)| g as f64 / (1.0 + (-g as f64).exp()) * u as f64)
-        .collect();
-    assert_close("swiglu", &got, &want, 1e-12);
+    let cache = b.alloc_cache(1, 2, 64, 16).unwrap();
+    let kv = b.alloc(128).unwrap();
+    b.set_step(&[0], &[16]).unwrap();
+    let e = b.kv_write(&cache, 0, &kv, &kv, 1).unwrap_err().to_string();
+    assert!(e.contains("position 16"), "{e}");
 
-    b.add(&gb, &ub, n).unwrap();
-    let got = b.read(&gb, n).unwrap();
-    let want: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| g as f64 + u as f64).collect();
-    assert_close("add", &got, &want, 1e-14);
-
-    let dst = poisoned(&b, 300);
-    b.copy(&ub, 1000, &dst, 0, 150).unwrap();
-    b.copy(&ub, 7, &dst, 150, 150).unwrap();
-    let got = b.read(&dst, 300).unwrap();
-    let want: Vec<f64> = u[1000..1150]
-        .iter()
-        .chain(&u[7..157])
-        .map(|&v| v as f64)
-        .collect();
-    assert_close("copy", &got, &want, 0.0 + 1e-30);
-    assert!(b.copy(&ub, 0, &ub, 10, 20).is_err(), "overlapping copy must be refused");
+    let e = b.read(&buf, 101).unwrap_err().to_string();
+    assert!(e.contains("smaller"), "{e}");
+    let short = vec![0u8; 10];
+    assert!(b
+        .upload_weight(&info("w", DType::Q4_0, &[2, 32]), &short)
+        .is_err());
 }
 
 /// CPU seconds this process has used (all threads): on a CPU adapter (lavapipe) the work
 /// done, whatever else the machine is busy with.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields
         .get(11..13)
         .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())

@@ -77,14 +77,20 @@ fn translate(key: &ShaderKey, module: &naga::Module, info: &naga::valid::ModuleI
             },
         )
         .unwrap_or_else(|e| panic!("{label}.{entry} to MSL: {e}"));
-        assert!(msl_src.contains("kernel void"), "{label}.{entry}: no MSL kernel");
+        assert!(
+            msl_src.contains("kernel void"),
+            "{label}.{entry}: no MSL kernel"
+        );
 
         let mut hlsl_src = String::new();
         let hlsl_pipe = hlsl::PipelineOptions { entry_point: ep };
         hlsl::Writer::new(&mut hlsl_src, &hlsl_opts, &hlsl_pipe)
             .write(module, info, None)
             .unwrap_or_else(|e| panic!("{label}.{entry} to HLSL: {e}"));
-        assert!(hlsl_src.contains("[numthreads("), "{label}.{entry}: no HLSL kernel");
+        assert!(
+            hlsl_src.contains("[numthreads("),
+            "{label}.{entry}: no HLSL kernel"
+        );
     }
 }
 
@@ -102,8 +108,8 @@ fn every_shader_variant_validates_and_translates() {
                 ValidationFlags::all(),
                 Capabilities::SHADER_FLOAT16_IN_FLOAT32,
             )
-                .validate(&module)
-                .is_err();
+            .validate(&module)
+            .is_err();
             assert!(refused, "{}: validates without SUBGROUP", key.label());
         }
     }

@@ -5,11 +5,36 @@ use super::device::Gpu;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::weights::TensorInfo;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Counts device bytes into the backend's total while alive (for `allocated_bytes`).
+pub(crate) struct Held {
+    live: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Held {
+    pub fn new(gpu: &Gpu, bytes: u64) -> Held {
+        gpu.live.fetch_add(bytes, Ordering::Relaxed);
+        Held {
+            live: gpu.live.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.live.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
 
 /// A device buffer of f32 activations.
 pub struct WgpuBuf {
     pub(crate) buffer: ::wgpu::Buffer,
     pub(crate) len: usize,
+    pub(crate) _held: Held,
 }
 
 impl WgpuBuf {
@@ -41,6 +66,7 @@ pub struct WgpuWeight {
     pub(crate) cols: usize,
     pub(crate) row_bytes: usize,
     pub(crate) pieces: Vec<Piece>,
+    _held: Held,
 }
 
 impl WgpuWeight {
@@ -72,6 +98,7 @@ pub struct WgpuCache {
     pub(crate) kv_heads: usize,
     pub(crate) head_dim: usize,
     pub(crate) max_ctx: usize,
+    _held: Held,
 }
 
 impl WgpuCache {
@@ -211,6 +238,7 @@ pub(crate) fn upload_weight(
     if pieces.len() > 1 {
         tracing::debug!(tensor = %t.name, pieces = pieces.len(), "weight split at rows");
     }
+    let bytes = pieces.iter().map(|p| p.buffer.size()).sum();
     Ok(WgpuWeight {
         name: t.name.clone(),
         dtype: t.dtype,
@@ -218,6 +246,7 @@ pub(crate) fn upload_weight(
         cols,
         row_bytes,
         pieces,
+        _held: Held::new(gpu, bytes),
     })
 }
 
@@ -262,11 +291,13 @@ pub(crate) fn alloc_cache(
         mib = (2 * layers) as u64 * bytes / (1 << 20),
         "KV cache allocated"
     );
+    let held = Held::new(gpu, k.iter().chain(&v).map(|b| b.size()).sum());
     Ok(WgpuCache {
         k,
         v,
         kv_heads,
         head_dim,
         max_ctx,
+        _held: held,
     })
 }

@@ -193,6 +193,8 @@ pub(crate) struct Gpu {
     /// Use matmul.wgsl's `gemv_rows` for one-token matmuls (else `gemv`).
     pub gemv_rows: bool,
     pub description: Description,
+    /// Bytes held by live activation buffers, weights and caches.
+    pub live: Arc<std::sync::atomic::AtomicU64>,
     /// Errors wgpu reported outside an error scope, oldest first.
     errors: Arc<Mutex<Vec<String>>>,
     /// Set once when the device is lost; every later call fails with it.
@@ -327,6 +329,7 @@ impl Gpu {
             subgroups,
             gemv_rows,
             description,
+            live: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             errors,
             lost,
         })
@@ -361,8 +364,12 @@ impl Gpu {
     /// validation, so a failed allocation or a rejected shader is an error here and now.
     pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
         self.check()?;
-        let oom = self.device.push_error_scope(::wgpu::ErrorFilter::OutOfMemory);
-        let val = self.device.push_error_scope(::wgpu::ErrorFilter::Validation);
+        let oom = self
+            .device
+            .push_error_scope(::wgpu::ErrorFilter::OutOfMemory);
+        let val = self
+            .device
+            .push_error_scope(::wgpu::ErrorFilter::Validation);
         let r = f();
         let v = pollster::block_on(val.pop());
         let o = pollster::block_on(oom.pop());

@@ -20,6 +20,7 @@ pub use device::{list_adapters, AdapterSummary, Description, Gemv, WgpuOptions, 
 pub use pipelines::{all_variants, entries, op_dtypes, ShaderKey, MATMUL_DTYPES, VECTOR_DTYPES};
 
 use crate::backend::{Op, SupportTable};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use device::Gpu;
 use pipelines::Pipelines;
@@ -113,12 +114,21 @@ impl Wgpu {
             .map_err(|_| Error::backend("wgpu", "step state poisoned by an earlier panic"))
     }
 
+    /// Exactly what the shaders implement: the weight dtypes of each weight-reading op, and
+    /// the weightless ops (activations are f32) as (op, F32).
     fn support_table() -> SupportTable {
+        let f32_only: &[DType] = &[DType::F32];
         SupportTable::new(&[
             (Op::Embedding, MATMUL_DTYPES),
             (Op::Matmul, MATMUL_DTYPES),
             (Op::RmsNorm, VECTOR_DTYPES),
             (Op::AddBias, VECTOR_DTYPES),
+            (Op::Rope, f32_only),
+            (Op::KvWrite, f32_only),
+            (Op::Attention, f32_only),
+            (Op::Swiglu, f32_only),
+            (Op::Add, f32_only),
+            (Op::Copy, f32_only),
         ])
     }
 }

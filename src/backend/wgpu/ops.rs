@@ -114,13 +114,22 @@ impl Backend for Wgpu {
         None
     }
 
+    fn allocated_bytes(&self) -> u64 {
+        self.gpu.live.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn upload_weight(&self, t: &TensorInfo, bytes: &[u8]) -> Result<WgpuWeight> {
         buffers::upload_weight(&self.gpu, t, bytes, self.max_piece)
     }
 
     fn alloc(&self, len: usize) -> Result<WgpuBuf> {
         let buffer = buffers::storage(&self.gpu, "activations", len as u64 * 4)?;
-        Ok(WgpuBuf { buffer, len })
+        let held = buffers::Held::new(&self.gpu, buffer.size());
+        Ok(WgpuBuf {
+            buffer,
+            len,
+            _held: held,
+        })
     }
 
     fn write(&self, buf: &WgpuBuf, data: &[f32]) -> Result<()> {

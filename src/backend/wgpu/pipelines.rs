@@ -197,7 +197,11 @@ pub fn all_variants() -> Vec<ShaderKey> {
         } else {
             op_dtypes(op).iter().map(|d| Some(*d)).collect()
         };
-        let sgs: &[bool] = if reduces(op) { &[false, true] } else { &[false] };
+        let sgs: &[bool] = if reduces(op) {
+            &[false, true]
+        } else {
+            &[false]
+        };
         for dtype in dts {
             for &subgroups in sgs {
                 out.push(ShaderKey {

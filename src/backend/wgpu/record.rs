@@ -150,13 +150,11 @@ impl Recorder {
                 }),
             });
         }
-        let group = gpu
-            .device
-            .create_bind_group(&::wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
+        let group = gpu.device.create_bind_group(&::wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
         let pass = self.pass(gpu);
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &group, &[]);
