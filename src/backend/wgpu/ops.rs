@@ -41,7 +41,7 @@ fn to_u32(what: &str, v: usize) -> Result<u32> {
 }
 
 /// A 1-D weight (norm or bias) of `n` elements in a single piece.
-fn vector_weight<'a>(w: &'a WgpuWeight, n: usize, op: Op) -> Result<&'a ::wgpu::Buffer> {
+fn vector_weight(w: &WgpuWeight, n: usize, op: Op) -> Result<&::wgpu::Buffer> {
     if w.rows * w.cols != n || w.pieces.len() != 1 {
         return Err(input(format!(
             "{op}: weight '{}' has {} x {} elements in {} pieces, expected {n} in one",
@@ -340,7 +340,7 @@ impl Backend for Wgpu {
         scale: f32,
         layout: RopeLayout,
     ) -> Result<()> {
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(input(format!("rope: head_dim {head_dim} is odd")));
         }
         self.check_step(Op::Rope, t, None)?;
@@ -420,7 +420,7 @@ impl Backend for Wgpu {
                 cache.layers()
             )));
         }
-        if heads == 0 || heads % cache.kv_heads != 0 {
+        if heads == 0 || !heads.is_multiple_of(cache.kv_heads) {
             return Err(input(format!(
                 "attention: {heads} query heads is not a multiple of {} kv heads",
                 cache.kv_heads
