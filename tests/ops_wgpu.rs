@@ -411,3 +411,71 @@ fn matmul_throughput() {
         }
     }
 }
+
+/// Prefill and decode speed of the real test models through the forward graph (greedy, from
+/// token ids only: no tokenizer involved). Not a check: run with `--ignored --nocapture`.
+/// LAMINA_BENCH_MODELS may name the model files (comma separated) under the test data.
+#[test]
+#[ignore]
+fn model_throughput() {
+    use lamina::model::config::ModelConfig;
+    use lamina::model::llama::Model;
+    use lamina::model::rope::rope_frequencies;
+    use lamina::weights::WeightStore;
+    let b = gpu();
+    println!("{}", b.describe().adapter);
+    let names = std::env::var("LAMINA_BENCH_MODELS").unwrap_or_else(|_| {
+        format!(
+            "{},{}",
+            lamina::testdata::SMOLLM2,
+            lamina::testdata::QWEN_CODER
+        )
+    });
+    for name in names.split(',') {
+        let path = lamina::testdata::file(name).unwrap();
+        let store = WeightStore::open(&path).unwrap();
+        let cfg = ModelConfig::from_gguf(&store).unwrap();
+        let model = Model::load(&b, cfg.clone(), &store, &mut |_, _| {}).unwrap();
+        let (prompt, steps, ctx) = (32usize, 16usize, 128usize);
+        let cache = b
+            .alloc_cache(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, ctx)
+            .unwrap();
+        let s = model.scratch(&b, prompt, false).unwrap();
+        let (inv_freq, rope_scale) = rope_frequencies(&cfg, ctx);
+        b.write(&s.rope, &inv_freq).unwrap();
+        let ids: Vec<u32> = (0..prompt as u32).map(|i| 100 + 37 * i).collect();
+        let pos: Vec<u32> = (0..prompt as u32).collect();
+        let t0 = std::time::Instant::now();
+        let c0 = cpu_seconds();
+        b.set_step(&ids, &pos).unwrap();
+        model.forward(&b, &s, &cache, prompt, false, rope_scale).unwrap();
+        let logits = b.read(&s.logits, cfg.vocab_size).unwrap();
+        let prefill = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+        let argmax = |l: &[f32]| {
+            (0..l.len())
+                .max_by(|&a, &b| l[a].total_cmp(&l[b]))
+                .unwrap() as u32
+        };
+        let mut next = argmax(&logits);
+        let mut out = vec![next];
+        let t1 = std::time::Instant::now();
+        let c1 = cpu_seconds();
+        for i in 0..steps {
+            b.set_step(&[next], &[(prompt + i) as u32]).unwrap();
+            model.forward(&b, &s, &cache, 1, false, rope_scale).unwrap();
+            let logits = b.read(&s.logits, cfg.vocab_size).unwrap();
+            assert!(logits.iter().all(|v| v.is_finite()));
+            next = argmax(&logits);
+            out.push(next);
+        }
+        let decode = (t1.elapsed().as_secs_f64(), cpu_seconds() - c1);
+        println!(
+            "{name}: prefill {prompt} tokens {:.2} tok/s ({:.2} s CPU), decode {:.2} tok/s \
+             ({:.3} s CPU per token); greedy ids {out:?}",
+            prompt as f64 / prefill.0,
+            prefill.1,
+            steps as f64 / decode.0,
+            decode.1 / steps as f64
+        );
+    }
+}
