@@ -26,6 +26,39 @@ fn ld32(b: u32) -> u32 {
     return (w[i] >> 16u) | (w[i + 1u] << 16u);
 }
 
+// The eight words at byte offsets o, o + 4, ..., o + 28 for an even o, from nine aligned
+// loads and no branch: a branch on o's alignment would run both ways when SIMD lanes
+// disagree (and on a CPU adapter every load of a lane costs a loop iteration). Words a
+// caller does not use cost nothing: their loads are dropped.
+fn span8(o: u32) -> array<u32, 8> {
+    let i = o >> 2u;
+    let mid = (o & 2u) != 0u;
+    var a: array<u32, 9>;
+    for (var k = 0u; k < 9u; k++) {
+        a[k] = w[i + k];
+    }
+    var s: array<u32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        s[k] = select(a[k], (a[k] >> 16u) | (a[k + 1u] << 16u), mid);
+    }
+    return s;
+}
+
+// The eight words at o, o + 4, ..., o + 28 for o a multiple of 4.
+fn words8(o: u32) -> array<u32, 8> {
+    let i = o >> 2u;
+    var s: array<u32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        s[k] = w[i + k];
+    }
+    return s;
+}
+
+// The 32 bits that start 2 bytes into word k of a span (k < 7).
+fn mid32(s: array<u32, 8>, k: u32) -> u32 {
+    return (s[k] >> 16u) | (s[k + 1u] << 16u);
+}
+
 // The f16 at an even byte offset, widened. `unpack2x16float` needs no SHADER_F16.
 fn ldf16(b: u32) -> f32 {
     return unpack2x16float(ld16(b)).x;

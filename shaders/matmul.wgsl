@@ -8,7 +8,7 @@
 //   gemv  (few tokens, GPUs): 64 invocations share GEMV_ROWS rows of one token; each takes
 //         32-element chunks along k (the format file's dot32), then one workgroup
 //         reduction.
-//   gemv_rows (few tokens, CPU adapters): one row per invocation, whole k.
+//   gemv_rows (few tokens, CPU adapters): four rows per invocation, whole k.
 //   tiled (prefill): a workgroup computes a TILE_T x TILE_N block of out, stepping along k
 //         by 32 (one Q4_0/Q8_0 block, an eighth of a K-quant super-block); each weight
 //         element of the tile is dequantized once into workgroup memory and used by all
@@ -83,8 +83,9 @@ fn gemv(ids: Ids) {
     }
 }
 
-// Launched with ceil(n / 64) * t workgroups: one row per invocation, no reduction. For CPU
-// adapters: every invocation reads x at the same address (one load for all SIMD lanes) and
+// Launched with ceil(n / 256) * t workgroups: each invocation computes four rows (lid,
+// lid + 64, ...) over the whole of k, no reduction. For CPU adapters: the 32 x values of a
+// chunk are read once for four rows, every invocation reads them at the same address, and
 // there is no barrier.
 @compute @workgroup_size(64)
 fn gemv_rows(
@@ -92,17 +93,19 @@ fn gemv_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let groups_per_token = (p.n + 63u) / 64u;
+    let groups_per_token = (p.n + 255u) / 256u;
     let g = group_index(wid, nwg);
     let tok = g / groups_per_token;
-    let r = (g % groups_per_token) * 64u + lid;
-    if (tok >= p.t || r >= p.n) {
-        return;
+    let r0 = (g % groups_per_token) * 256u + lid;
+    // No early return: on a CPU adapter, code after a divergent exit runs with a partial
+    // mask. Rows past n read row n - 1 and are not stored.
+    var rb: array<u32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        rb[j] = (p.w_row0 + min(r0 + j * 64u, p.n - 1u)) * p.row_bytes;
     }
-    let rb = (p.w_row0 + r) * p.row_bytes;
-    let xb = tok * p.k;
+    let xb = min(tok, p.t - 1u) * p.k;
     let chunks = p.k / 32u;
-    var acc = 0.0;
+    var acc = vec4<f32>(0.0);
     for (var c = 0u; c < chunks; c++) {
         var xv: array<vec4<f32>, 8>;
         for (var i = 0u; i < 8u; i++) {
@@ -112,12 +115,22 @@ fn gemv_rows(
             dot(xv[0] + xv[1] + xv[2] + xv[3], vec4<f32>(1.0)),
             dot(xv[4] + xv[5] + xv[6] + xv[7], vec4<f32>(1.0)),
         );
-        acc += dot32(rb, c, &xv, xsum);
+        acc += vec4<f32>(
+            dot32(rb[0], c, &xv, xsum),
+            dot32(rb[1], c, &xv, xsum),
+            dot32(rb[2], c, &xv, xsum),
+            dot32(rb[3], c, &xv, xsum),
+        );
     }
     for (var e = chunks * 32u; e < p.k; e++) {
-        acc += x[xb + e] * dq1(rb, e);
+        acc += x[xb + e] * vec4<f32>(dq1(rb[0], e), dq1(rb[1], e), dq1(rb[2], e), dq1(rb[3], e));
     }
-    out[tok * p.out_stride + p.out_col0 + r] = acc;
+    for (var j = 0u; j < 4u; j++) {
+        let r = r0 + j * 64u;
+        if (tok < p.t && r < p.n) {
+            out[tok * p.out_stride + p.out_col0 + r] = acc[j];
+        }
+    }
 }
 
 const TILE_T: u32 = 32u;

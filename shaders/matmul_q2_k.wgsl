@@ -21,18 +21,19 @@ fn dq1(rb: u32, e: u32) -> f32 {
 
 // Dot product of elements 32c..32c+31 (a quarter of one half of a super-block: two scale
 // pairs) with xv; see matmul_f32.wgsl. The mins are applied through the sums of x.
+// Super-blocks are 84 bytes, so always 4-aligned.
 fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
     let o = rb + (c >> 3u) * 84u;
     let n = (c >> 2u) & 1u;
     let j = c & 3u;
+    let q = words8(o + 16u + n * 32u);
     var s = vec2<f32>(0.0);
     for (var i = 0u; i < 8u; i++) {
-        s[i >> 2u] += dot(field4(ld32(o + 16u + n * 32u + i * 4u), j * 2u, 3u), (*xv)[i]);
+        s[i >> 2u] += dot(field4(q[i], j * 2u, 3u), (*xv)[i]);
     }
-    let sc0 = ld8(o + n * 8u + j * 2u);
-    let sc1 = ld8(o + n * 8u + j * 2u + 1u);
-    let dm = unpack2x16float(ld32(o + 80u));
-    let scales = vec2<f32>(f32(sc0 & 0xfu), f32(sc1 & 0xfu));
-    let mins = vec2<f32>(f32(sc0 >> 4u), f32(sc1 >> 4u));
+    let sc = ld16(o + n * 8u + j * 2u);
+    let dm = unpack2x16float(w[(o + 80u) >> 2u]);
+    let scales = vec2<f32>(f32(sc & 0xfu), f32((sc >> 8u) & 0xfu));
+    let mins = vec2<f32>(f32((sc >> 4u) & 0xfu), f32(sc >> 12u));
     return dm.x * dot(scales, s) - dm.y * dot(mins, xsum);
 }

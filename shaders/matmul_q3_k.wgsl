@@ -6,6 +6,13 @@
 // s < 8, high nibble otherwise) and its top two bits at bit 2(s / 4) of scales[8 + s % 4].
 // x = d * (scale - 32) * q. Interface: see matmul_f32.wgsl.
 
+// The signed scale s (0..16) of the super-block at `o`; see the layout above.
+fn q3k_scale(o: u32, s: u32) -> f32 {
+    let low = (ld8(o + 96u + (s & 7u)) >> ((s >> 3u) * 4u)) & 0xfu;
+    let high = (ld8(o + 104u + (s & 3u)) >> ((s >> 2u) * 2u)) & 3u;
+    return f32(i32(low | (high << 4u)) - 32);
+}
+
 fn dq4(rb: u32, e: u32) -> vec4<f32> {
     let o = rb + (e >> 8u) * 110u;
     let i = e & 255u;
@@ -22,22 +29,17 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
 
-// The signed scale s (0..16) of the super-block at `o`; see the layout above.
-fn q3k_scale(o: u32, s: u32) -> f32 {
-    let low = (ld8(o + 96u + (s & 7u)) >> ((s >> 3u) * 4u)) & 0xfu;
-    let high = (ld8(o + 104u + (s & 3u)) >> ((s >> 2u) * 2u)) & 3u;
-    return f32(i32(low | (high << 4u)) - 32);
-}
-
 // Dot product of elements 32c..32c+31 (two scales) with xv; see matmul_f32.wgsl.
 fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
     let o = rb + (c >> 3u) * 110u;
     let n = (c >> 2u) & 1u;
     let j = c & 3u;
+    let hm = span8(o);
+    let qs = span8(o + 32u + n * 32u);
     var s = vec2<f32>(0.0);
     for (var i = 0u; i < 8u; i++) {
-        let lo = field4(ld32(o + 32u + n * 32u + i * 4u), j * 2u, 3u);
-        let hb = field4(ld32(o + i * 4u), n * 4u + j, 1u);
+        let lo = field4(qs[i], j * 2u, 3u);
+        let hb = field4(hm[i], n * 4u + j, 1u);
         s[i >> 2u] += dot(lo + 4.0 * hb, (*xv)[i]);
     }
     let sc = n * 8u + j * 2u;

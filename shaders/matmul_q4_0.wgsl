@@ -17,10 +17,11 @@ fn dq1(rb: u32, e: u32) -> f32 {
 // once, through the sum of x.
 fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
     let o = rb + c * 18u;
+    let b = span8(o);
     var s = 0.0;
     for (var i = 0u; i < 4u; i++) {
-        let q = ld32(o + 2u + i * 4u);
+        let q = mid32(b, i);
         s += dot(field4(q, 0u, 0xfu), (*xv)[i]) + dot(field4(q, 4u, 0xfu), (*xv)[i + 4u]);
     }
-    return ldf16(o) * (s - 8.0 * (xsum.x + xsum.y));
+    return unpack2x16float(b[0]).x * (s - 8.0 * (xsum.x + xsum.y));
 }

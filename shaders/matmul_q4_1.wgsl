@@ -13,14 +13,14 @@ fn dq1(rb: u32, e: u32) -> f32 {
 }
 
 // Dot product of block c with xv; see matmul_f32.wgsl. The min m is applied once, through
-// the sum of x.
+// the sum of x. Blocks are 20 bytes, so always 4-aligned.
 fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
-    let o = rb + c * 20u;
+    let b = words8(rb + c * 20u);
     var s = 0.0;
     for (var i = 0u; i < 4u; i++) {
-        let q = ld32(o + 4u + i * 4u);
+        let q = b[i + 1u];
         s += dot(field4(q, 0u, 0xfu), (*xv)[i]) + dot(field4(q, 4u, 0xfu), (*xv)[i + 4u]);
     }
-    let dm = unpack2x16float(ld32(o));
+    let dm = unpack2x16float(b[0]);
     return dm.x * s + dm.y * (xsum.x + xsum.y);
 }

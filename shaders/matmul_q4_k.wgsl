@@ -5,12 +5,13 @@
 
 // The 6-bit scale and min of sub-block b from the 12 packed bytes at `o`.
 fn scale_min_k4(o: u32, b: u32) -> vec2<f32> {
-    if (b < 4u) {
-        return vec2<f32>(f32(ld8(o + b) & 63u), f32(ld8(o + b + 4u) & 63u));
-    }
-    let hi = ld8(o + b + 4u);
-    let sc = (hi & 0xfu) | ((ld8(o + b - 4u) >> 6u) << 4u);
-    let m = (hi >> 4u) | ((ld8(o + b) >> 6u) << 4u);
+    // No branch on b < 4: lanes of one SIMD group may hold different sub-blocks.
+    let a = ld8(o + b);
+    let e = ld8(o + b + 4u);
+    let lo = ld8(o + (b & 3u));
+    let first = b < 4u;
+    let sc = select((e & 0xfu) | ((lo >> 6u) << 4u), a & 63u, first);
+    let m = select((e >> 4u) | ((a >> 6u) << 4u), e & 63u, first);
     return vec2<f32>(f32(sc), f32(m));
 }
 
@@ -28,14 +29,16 @@ fn dq1(rb: u32, e: u32) -> f32 {
 }
 
 // Dot product of sub-block c % 8 of super-block c / 8 with xv; see matmul_f32.wgsl.
+// Super-blocks are 144 bytes, so always 4-aligned.
 fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
     let o = rb + (c >> 3u) * 144u;
     let b = c & 7u;
+    let q = words8(o + 16u + (b >> 1u) * 32u);
     var s = 0.0;
     for (var i = 0u; i < 8u; i++) {
-        s += dot(field4(ld32(o + 16u + (b >> 1u) * 32u + i * 4u), (b & 1u) * 4u, 0xfu), (*xv)[i]);
+        s += dot(field4(q[i], (b & 1u) * 4u, 0xfu), (*xv)[i]);
     }
     let sm = scale_min_k4(o + 4u, b);
-    let dm = unpack2x16float(ld32(o));
+    let dm = unpack2x16float(w[o >> 2u]);
     return dm.x * sm.x * s - dm.y * sm.y * (xsum.x + xsum.y);
 }

@@ -16,15 +16,13 @@ fn dq1(rb: u32, e: u32) -> f32 {
 
 // Dot product of block c with xv; see matmul_f32.wgsl.
 fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
-    let o = rb + c * 22u;
-    let qh = ld32(o + 2u);
+    let b = span8(rb + c * 22u);
+    let qh = mid32(b, 0u);
     var s = 0.0;
     for (var i = 0u; i < 4u; i++) {
-        let q = ld32(o + 6u + i * 4u);
-        let h0 = bits4(qh, i * 4u);
-        let h1 = bits4(qh, 16u + i * 4u);
-        s += dot(field4(q, 0u, 0xfu) + 16.0 * h0, (*xv)[i]);
-        s += dot(field4(q, 4u, 0xfu) + 16.0 * h1, (*xv)[i + 4u]);
+        let q = mid32(b, i + 1u);
+        s += dot(field4(q, 0u, 0xfu) + 16.0 * bits4(qh, i * 4u), (*xv)[i]);
+        s += dot(field4(q, 4u, 0xfu) + 16.0 * bits4(qh, 16u + i * 4u), (*xv)[i + 4u]);
     }
-    return ldf16(o) * (s - 16.0 * (xsum.x + xsum.y));
+    return unpack2x16float(b[0]).x * (s - 16.0 * (xsum.x + xsum.y));
 }

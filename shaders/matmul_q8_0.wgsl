@@ -14,9 +14,10 @@ fn dq1(rb: u32, e: u32) -> f32 {
 // Dot product of block c with xv; see matmul_f32.wgsl.
 fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
     let o = rb + c * 34u;
+    let q = span8(o + 2u);
     var s = 0.0;
     for (var i = 0u; i < 8u; i++) {
-        s += dot(sbytes4(ld32(o + 2u + i * 4u)), (*xv)[i]);
+        s += dot(sbytes4(q[i]), (*xv)[i]);
     }
     return ldf16(o) * s;
 }
