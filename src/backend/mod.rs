@@ -8,6 +8,7 @@
 
 pub mod cases;
 pub mod reference;
+pub mod wgpu;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};

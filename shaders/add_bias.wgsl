@@ -1,0 +1,25 @@
+// x[t, i] += bias[i] for a bias of n elements (F32, F16 or BF16, read through its format
+// file matmul_<dtype>.wgsl). One invocation per element of x.
+
+struct Params {
+    len: u32,
+    n: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = group_index(wid, nwg) * 256u + lid;
+    if (i < p.len) {
+        x[i] += dq1(0u, i % p.n);
+    }
+}

@@ -1,0 +1,30 @@
+// Q5_1: blocks of 32 elements in 24 bytes: d (f16), m (f16), qh (32 bits: bit i is the fifth
+// bit of element i), then 16 bytes of low nibbles laid out as in Q4_0; x = d * q + m.
+// Interface: see matmul_f32.wgsl.
+
+fn dq4(rb: u32, e: u32) -> vec4<f32> {
+    let o = rb + (e >> 5u) * 24u;
+    let i = e & 31u;
+    let lo = field4(ld32(o + 8u + (i & 15u)), (i >> 4u) * 4u, 0xfu);
+    let hi = bits4(ld32(o + 4u), i);
+    return ldf16(o) * (lo + 16.0 * hi) + ldf16(o + 2u);
+}
+
+fn dq1(rb: u32, e: u32) -> f32 {
+    return dq4(rb, e & ~3u)[e & 3u];
+}
+
+// Dot product of block c with xv; see matmul_f32.wgsl. Blocks are 24 bytes, so always
+// 4-aligned.
+fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+    let b = words8(rb + c * 24u);
+    let qh = b[1];
+    var s = 0.0;
+    for (var i = 0u; i < 4u; i++) {
+        let q = b[i + 2u];
+        s += dot(field4(q, 0u, 0xfu) + 16.0 * bits4(qh, i * 4u), (*xv)[i]);
+        s += dot(field4(q, 4u, 0xfu) + 16.0 * bits4(qh, 16u + i * 4u), (*xv)[i + 4u]);
+    }
+    let dm = unpack2x16float(b[0]);
+    return dm.x * s + dm.y * (xsum.x + xsum.y);
+}

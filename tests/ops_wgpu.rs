@@ -1,0 +1,481 @@
+//! The wgpu backend's conformance: every case of `lamina::backend::cases` (each op x dtype
+//! x shape, random inputs, outputs poisoned with NaN) against the reference, in each shader
+//! configuration this adapter can run (both one-token matmul kernels; reductions with and
+//! without subgroups). Then what the case table does not reach: quantized weights made of
+//! random bytes (every bit pattern of scales and quants, not only what a quantizer
+//! writes), weights split in pieces at row boundaries, and errors for bad arguments.
+//! Fails, not passes, when no wgpu adapter exists.
+
+use lamina::backend::cases::{run_all, summarize};
+use lamina::backend::wgpu::{Gemv, Wgpu, WgpuBuf, WgpuOptions, MATMUL_DTYPES};
+use lamina::backend::{Backend, WeightView};
+use lamina::dtype::DType;
+use lamina::quant;
+use lamina::weights::TensorInfo;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in [-1, 1).
+    fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f()).collect()
+    }
+}
+
+fn open(subgroups: bool, gemv: Gemv) -> Wgpu {
+    Wgpu::new(WgpuOptions {
+        subgroups,
+        gemv,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("no wgpu adapter to test on (install lavapipe): {e}"))
+}
+
+fn gpu() -> Wgpu {
+    open(true, Gemv::Auto)
+}
+
+/// The device in each configuration whose shaders differ: both one-token matmul kernels,
+/// and the reductions with and without subgroups (where the adapter has them).
+fn gpus() -> Vec<Wgpu> {
+    let mut v = vec![open(true, Gemv::Rows), open(true, Gemv::Split)];
+    if v[0].uses_subgroups() {
+        v.push(open(false, Gemv::Split));
+    }
+    v
+}
+
+fn label(b: &Wgpu) -> String {
+    format!(
+        "{}, {}",
+        if b.uses_subgroups() {
+            "subgroups"
+        } else {
+            "workgroup memory"
+        },
+        if b.uses_gemv_rows() {
+            "gemv_rows"
+        } else {
+            "gemv"
+        }
+    )
+}
+
+fn info(name: &str, dtype: DType, shape: &[usize]) -> TensorInfo {
+    TensorInfo {
+        name: name.into(),
+        file_name: name.into(),
+        dtype,
+        shape: shape.to_vec(),
+        file: 0,
+        offset: 0,
+        len: dtype.tensor_bytes(shape).unwrap(),
+    }
+}
+
+fn nmse(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let mut num = 0.0;
+    let mut den = 0.0;
+    for (g, w) in got.iter().zip(want) {
+        assert!(g.is_finite(), "non-finite output {g} (expected {w})");
+        num += (*g as f64 - w) * (*g as f64 - w);
+        den += w * w;
+    }
+    num / den.max(1e-30)
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f64], limit: f64) {
+    let e = nmse(got, want);
+    println!("{what}: nmse {e:.2e}");
+    assert!(e < limit, "{what}: nmse {e:.3e} over {limit:.0e}");
+}
+
+/// A buffer of `n` NaNs, so that an element the op forgets to write fails the check.
+fn poisoned(b: &Wgpu, n: usize) -> WgpuBuf {
+    let buf = b.alloc(n).unwrap();
+    b.write(&buf, &vec![f32::NAN; n]).unwrap();
+    buf
+}
+
+fn input(b: &Wgpu, data: &[f32]) -> WgpuBuf {
+    let buf = b.alloc(data.len()).unwrap();
+    b.write(&buf, data).unwrap();
+    buf
+}
+
+// ---- weights: random bytes in each dtype, and their CPU dequantization ----
+
+fn f16_bits(v: f32) -> [u8; 2] {
+    half::f16::from_f32(v).to_le_bytes()
+}
+
+/// Offsets of the f16 fields (scales, mins) in a block of each format.
+fn f16_fields(d: DType) -> &'static [usize] {
+    match d {
+        DType::Q8_0 | DType::Q4_0 | DType::Q5_0 => &[0],
+        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+        DType::Q2_K => &[80, 82],
+        DType::Q3_K => &[108],
+        DType::Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// A random tensor of `rows` x `cols` in dtype `d`: plain floats in [-1, 1), or blocks of
+/// random quants whose f16 scales are set to small finite values.
+fn random_weight(rng: &mut Rng, d: DType, rows: usize, cols: usize) -> Vec<u8> {
+    let n = rows * cols;
+    match d {
+        DType::F32 => bytemuck::cast_slice(&rng.vec(n)).to_vec(),
+        DType::F16 => rng.vec(n).iter().flat_map(|v| f16_bits(*v)).collect(),
+        DType::BF16 => rng
+            .vec(n)
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
+        _ => {
+            let bytes = d.tensor_bytes(&[rows, cols]).unwrap();
+            let mut out: Vec<u8> = (0..bytes).map(|_| rng.next() as u8).collect();
+            for blk in out.chunks_mut(d.block_bytes()) {
+                for &o in f16_fields(d) {
+                    let v = 0.002 + 0.03 * rng.f().abs();
+                    blk[o..o + 2].copy_from_slice(&f16_bits(v));
+                }
+            }
+            out
+        }
+    }
+}
+
+fn dequant(d: DType, bytes: &[u8], rows: usize, cols: usize) -> Vec<f32> {
+    let rb = d.row_bytes(cols).unwrap();
+    let mut out = vec![0f32; rows * cols];
+    for (r, row) in out.chunks_mut(cols).enumerate() {
+        quant::dequantize_row(d, &bytes[r * rb..(r + 1) * rb], row).unwrap();
+    }
+    out
+}
+
+/// Column counts that exercise each dtype: odd ones for floats, whole blocks for quants.
+fn cols_for(d: DType) -> Vec<usize> {
+    match d.block_elems() {
+        1 => vec![7, 64, 133],
+        32 => vec![32, 96, 160],
+        _ => vec![256, 512],
+    }
+}
+
+fn matmul_ref(x: &[f32], w: &[f32], t: usize, rows: std::ops::Range<usize>, k: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    for i in 0..t {
+        for r in rows.clone() {
+            out.push(
+                (0..k)
+                    .map(|c| x[i * k + c] as f64 * w[r * k + c] as f64)
+                    .sum(),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn conformance() {
+    let mut ok = true;
+    for b in gpus() {
+        let results = run_all(&b);
+        let s = summarize(&results);
+        println!("wgpu on {} ({}):\n{}", b.device(), label(&b), s.report);
+        // The support table claims exactly what runs: only the int8 (W8A8) cases, which
+        // this backend does not implement, may be skipped.
+        for (c, r) in &results {
+            if matches!(r, Ok(r) if r.skipped) {
+                assert_eq!(c.dtype, DType::I8, "case {} skipped", c.name);
+            }
+        }
+        ok &= s.ok() && s.passed > 0;
+    }
+    assert!(ok, "conformance failures above");
+}
+
+/// Every matmul dtype with weights of random bytes, each kernel (gemv, gemv_rows, tiled),
+/// whole weights and row views.
+#[test]
+fn matmul_random_blocks() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for b in gpus() {
+        for &d in MATMUL_DTYPES {
+            for k in cols_for(d) {
+                let n = 67;
+                let bytes = random_weight(&mut rng, d, n, k);
+                let wf = dequant(d, &bytes, n, k);
+                let w = b.upload_weight(&info("w", d, &[n, k]), &bytes).unwrap();
+                for t in [1, 2, 3, 37] {
+                    let x = rng.vec(t * k);
+                    let xb = input(&b, &x);
+                    // The whole weight, then a view of some rows (Phi-3's fused weights).
+                    for (row0, rows) in [(0, n), (5, 40)] {
+                        let out = poisoned(&b, t * rows);
+                        let view = WeightView {
+                            w: &w,
+                            row0,
+                            rows,
+                            cols: k,
+                            scale: None,
+                            zero: None,
+                        };
+                        b.matmul(&xb, view, &out, t).unwrap();
+                        let got = b.read(&out, t * rows).unwrap();
+                        let want = matmul_ref(&x, &wf, t, row0..row0 + rows, k);
+                        let what =
+                            format!("matmul {d} k={k} t={t} rows {row0}+{rows} ({})", label(&b));
+                        assert_close(&what, &got, &want, 1e-9);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A tensor larger than one buffer may be (forced small here) is uploaded in pieces split at
+/// rows; matmul views across piece boundaries and embedding rows from every piece work.
+#[test]
+fn weights_split_in_pieces() {
+    let mut rng = Rng(0x0f0f_1234_abcd_7777);
+    for d in [DType::Q4_0, DType::Q6_K, DType::BF16] {
+        let k = if d == DType::Q6_K { 256 } else { 96 };
+        let row_bytes = d.row_bytes(k).unwrap() as u64;
+        let b = Wgpu::new(WgpuOptions {
+            max_piece_bytes: Some(row_bytes * 7),
+            ..Default::default()
+        })
+        .unwrap();
+        let n = 30;
+        let bytes = random_weight(&mut rng, d, n, k);
+        let wf = dequant(d, &bytes, n, k);
+        let w = b.upload_weight(&info("big", d, &[n, k]), &bytes).unwrap();
+        assert_eq!(w.pieces(), 5, "30 rows of 7 per piece");
+        for t in [1, 40] {
+            let x = rng.vec(t * k);
+            let xb = input(&b, &x);
+            for (row0, rows) in [(0, n), (6, 9), (13, 1)] {
+                let out = poisoned(&b, t * rows);
+                let view = WeightView {
+                    w: &w,
+                    row0,
+                    rows,
+                    cols: k,
+                    scale: None,
+                    zero: None,
+                };
+                b.matmul(&xb, view, &out, t).unwrap();
+                let got = b.read(&out, t * rows).unwrap();
+                let want = matmul_ref(&x, &wf, t, row0..row0 + rows, k);
+                assert_close(
+                    &format!("split matmul {d} t={t} rows {row0}+{rows}"),
+                    &got,
+                    &want,
+                    1e-9,
+                );
+            }
+        }
+        let ids = [29u32, 0, 7, 6, 14, 21, 28];
+        let pos: Vec<u32> = (0..ids.len() as u32).collect();
+        b.set_step(&ids, &pos).unwrap();
+        let out = poisoned(&b, ids.len() * k);
+        b.embedding(&w, &out, ids.len()).unwrap();
+        let got = b.read(&out, ids.len() * k).unwrap();
+        let want: Vec<f64> = ids
+            .iter()
+            .flat_map(|&id| {
+                wf[id as usize * k..(id as usize + 1) * k]
+                    .iter()
+                    .map(|&v| v as f64)
+            })
+            .collect();
+        assert_close(&format!("split embedding {d}"), &got, &want, 1e-12);
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let b = gpu();
+    let table = b
+        .upload_weight(&info("emb", DType::F32, &[4, 8]), &[0u8; 128])
+        .unwrap();
+    b.set_step(&[4], &[0]).unwrap();
+    let out = b.alloc(8).unwrap();
+    let e = b.embedding(&table, &out, 1).unwrap_err().to_string();
+    assert!(e.contains("token id 4"), "{e}");
+
+    let buf = b.alloc(100).unwrap();
+    let e = b.copy(&buf, 0, &buf, 10, 20).unwrap_err().to_string();
+    assert!(e.contains("overlap"), "{e}");
+
+    let cache = b.alloc_cache(1, 2, 64, 16).unwrap();
+    let kv = b.alloc(128).unwrap();
+    b.set_step(&[0], &[16]).unwrap();
+    let e = b.kv_write(&cache, 0, &kv, &kv, 1).unwrap_err().to_string();
+    assert!(e.contains("position 16"), "{e}");
+
+    let e = b.read(&buf, 101).unwrap_err().to_string();
+    assert!(e.contains("smaller"), "{e}");
+    let short = vec![0u8; 10];
+    assert!(b
+        .upload_weight(&info("w", DType::Q4_0, &[2, 32]), &short)
+        .is_err());
+}
+
+/// CPU seconds this process has used (all threads): on a CPU adapter (lavapipe) the work
+/// done, whatever else the machine is busy with.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Throughput of matmul on realistic shapes (SmolLM2-135M and Qwen2.5-0.5B layers), one
+/// token (gemv) and a 64-token prefill (tiled). Not a check: run with `--ignored
+/// --nocapture` to see the numbers.
+#[test]
+#[ignore]
+fn matmul_throughput() {
+    let mut rng = Rng(0xfeed_beef_1234_5678);
+    let b = gpu();
+    println!("{}", b.describe().adapter);
+    let shapes = [
+        (DType::Q4_1, 1536, 576),
+        (DType::Q4_1, 576, 1536),
+        (DType::Q8_0, 49152, 576),
+        (DType::Q4_K, 4864, 896),
+        (DType::Q6_K, 896, 4864),
+        (DType::Q5_0, 896, 896),
+        (DType::F32, 576, 576),
+        (DType::BF16, 1536, 576),
+    ];
+    for (d, n, k) in shapes {
+        if k % d.block_elems() != 0 {
+            continue;
+        }
+        let bytes = random_weight(&mut rng, d, n, k);
+        let w = b.upload_weight(&info("w", d, &[n, k]), &bytes).unwrap();
+        for t in [1usize, 64] {
+            let xb = input(&b, &rng.vec(t * k));
+            let out = b.alloc(t * n).unwrap();
+            let view = || WeightView {
+                w: &w,
+                row0: 0,
+                rows: n,
+                cols: k,
+                scale: None,
+                zero: None,
+            };
+            b.matmul(&xb, view(), &out, t).unwrap();
+            b.sync().unwrap();
+            let reps = if t == 1 { 20 } else { 3 };
+            let cpu0 = cpu_seconds();
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                b.matmul(&xb, view(), &out, t).unwrap();
+            }
+            b.sync().unwrap();
+            let s = start.elapsed().as_secs_f64() / reps as f64;
+            let cpu = (cpu_seconds() - cpu0) / reps as f64;
+            println!(
+                "matmul {d} {n}x{k} t={t}: {:.3} ms ({:.3} ms of CPU), {:.2} GFLOP/s, {:.2} GB/s \
+                 of weights",
+                s * 1e3,
+                cpu * 1e3,
+                2.0 * (n * k * t) as f64 / s / 1e9,
+                bytes.len() as f64 / s / 1e9
+            );
+        }
+    }
+}
+
+/// Prefill and decode speed of the real test models through the forward graph (greedy, from
+/// token ids only: no tokenizer involved). Not a check: run with `--ignored --nocapture`.
+/// LAMINA_BENCH_MODELS may name the model files (comma separated) under the test data.
+#[test]
+#[ignore]
+fn model_throughput() {
+    use lamina::model::config::ModelConfig;
+    use lamina::model::llama::Model;
+    use lamina::model::rope::rope_frequencies;
+    use lamina::weights::WeightStore;
+    let b = gpu();
+    println!("{}", b.describe().adapter);
+    let names = std::env::var("LAMINA_BENCH_MODELS").unwrap_or_else(|_| {
+        format!(
+            "{},{}",
+            lamina::testdata::SMOLLM2,
+            lamina::testdata::QWEN_CODER
+        )
+    });
+    for name in names.split(',') {
+        let path = lamina::testdata::file(name).unwrap();
+        let store = WeightStore::open(&path).unwrap();
+        let cfg = ModelConfig::from_gguf(&store).unwrap();
+        let model = Model::load(&b, cfg.clone(), &store, &mut |_, _| {}).unwrap();
+        let (prompt, steps, ctx) = (32usize, 16usize, 128usize);
+        let cache = b
+            .alloc_cache(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, ctx)
+            .unwrap();
+        let s = model.scratch(&b, prompt, false).unwrap();
+        let (inv_freq, rope_scale) = rope_frequencies(&cfg, ctx);
+        b.write(&s.rope, &inv_freq).unwrap();
+        let ids: Vec<u32> = (0..prompt as u32).map(|i| 100 + 37 * i).collect();
+        let pos: Vec<u32> = (0..prompt as u32).collect();
+        let t0 = std::time::Instant::now();
+        let c0 = cpu_seconds();
+        b.set_step(&ids, &pos).unwrap();
+        model.forward(&b, &s, &cache, prompt, false, rope_scale).unwrap();
+        let logits = b.read(&s.logits, cfg.vocab_size).unwrap();
+        let prefill = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+        let argmax = |l: &[f32]| {
+            (0..l.len())
+                .max_by(|&a, &b| l[a].total_cmp(&l[b]))
+                .unwrap() as u32
+        };
+        let mut next = argmax(&logits);
+        let mut out = vec![next];
+        let t1 = std::time::Instant::now();
+        let c1 = cpu_seconds();
+        for i in 0..steps {
+            b.set_step(&[next], &[(prompt + i) as u32]).unwrap();
+            model.forward(&b, &s, &cache, 1, false, rope_scale).unwrap();
+            let logits = b.read(&s.logits, cfg.vocab_size).unwrap();
+            assert!(logits.iter().all(|v| v.is_finite()));
+            next = argmax(&logits);
+            out.push(next);
+        }
+        let decode = (t1.elapsed().as_secs_f64(), cpu_seconds() - c1);
+        println!(
+            "{name}: prefill {prompt} tokens {:.2} tok/s ({:.2} s CPU), decode {:.2} tok/s \
+             ({:.3} s CPU per token); greedy ids {out:?}",
+            prompt as f64 / prefill.0,
+            prefill.1,
+            steps as f64 / decode.0,
+            decode.1 / steps as f64
+        );
+    }
+}
