@@ -2,6 +2,7 @@
 //! files, its tokenizer and chat template, and the backend that will run it.
 
 use crate::backend::reference::Reference;
+use crate::backend::wgpu::{Wgpu, WgpuOptions};
 use crate::backend::Backend;
 use crate::backend::SupportTable;
 use crate::chat::{self, ChatTemplate};
@@ -75,10 +76,11 @@ pub fn open(
     let m = resolve::open(reference)?;
     match choice {
         BackendChoice::Reference => engine(Reference::new(), m, opts),
-        other => Err(Error::BackendUnavailable {
-            backend: format!("{other:?}"),
-            reason: "not merged yet".into(),
-        }),
+        BackendChoice::Wgpu => engine(Wgpu::new(Default::default())?, m, opts),
+        BackendChoice::Cuda | BackendChoice::Auto => {
+            tracing::info!("backend auto: cuda is not part of this build; chose wgpu");
+            engine(Wgpu::new(Default::default())?, m, opts)
+        }
     }
 }
 
@@ -108,6 +110,30 @@ pub fn backend_reports(m: &LoadedModel) -> Vec<BackendReport> {
         }
     };
     let mut out = vec![];
+    for a in crate::backend::wgpu::list_adapters() {
+        let opts = WgpuOptions {
+            adapter: Some(a.index.to_string()),
+            ..Default::default()
+        };
+        match Wgpu::new(opts) {
+            Ok(w) => {
+                let details = w
+                    .describe()
+                    .to_string()
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                out.push(report("wgpu", w.device(), details, &w.support()));
+            }
+            Err(e) => out.push(BackendReport {
+                backend: "wgpu".into(),
+                device: a.to_string(),
+                details: vec![],
+                can_run: false,
+                problems: vec![e.to_string()],
+            }),
+        }
+    }
     let r = Reference::new();
     out.push(report(
         "reference",

@@ -448,14 +448,13 @@ fn model_throughput() {
         let t0 = std::time::Instant::now();
         let c0 = cpu_seconds();
         b.set_step(&ids, &pos).unwrap();
-        model.forward(&b, &s, &cache, prompt, false, rope_scale).unwrap();
+        model
+            .forward(&b, &s, &cache, prompt, false, rope_scale)
+            .unwrap();
         let logits = b.read(&s.logits, cfg.vocab_size).unwrap();
         let prefill = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
-        let argmax = |l: &[f32]| {
-            (0..l.len())
-                .max_by(|&a, &b| l[a].total_cmp(&l[b]))
-                .unwrap() as u32
-        };
+        let argmax =
+            |l: &[f32]| (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
         let mut next = argmax(&logits);
         let mut out = vec![next];
         let t1 = std::time::Instant::now();
