@@ -6,6 +6,8 @@
 //! kernels read that dtype directly. An op's name here is also its shader file
 //! (`shaders/<op>*.wgsl`), its kernel file (`kernels/<op>*.cu`) and its test cases.
 
+pub mod cuda;
+
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::weights::TensorInfo;

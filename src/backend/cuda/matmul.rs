@@ -1,0 +1,278 @@
+//! matmul: out[t, rows] = x[t, cols] . W[row0.., cols]^T with W in its file dtype.
+//!
+//! - t <= MAX_T (decode): `matmul_gemv` (kernels/matmul.cu), one pass over the weight rows,
+//!   bandwidth-bound.
+//! - larger t (prefill): cuBLASLt on tensor cores. x is cast to the weight's f16/bf16 (F32
+//!   weights: an f32 product, no cast); a GGUF weight is dequantized to f16 in bands of rows
+//!   into a per-call scratch buffer that is overwritten by the next band: never a stored copy.
+
+use super::blas::{Elem, Gemm};
+use super::nvrtc::{gemv_rows_per_warp, Variant};
+use super::ops::arg;
+use super::{Cuda, CudaBuf, CudaWeight, DevMem};
+use crate::backend::WeightView;
+use crate::dtype::DType;
+use crate::error::Result;
+
+/// Most tokens matmul_gemv takes (MAX_T in matmul.cu).
+pub const MAX_T: usize = 8;
+/// f16 elements of the dequantization band (64 MiB).
+const BAND_ELEMS: usize = 32 << 20;
+/// Warps per block of matmul_gemv (it is launched with 256 threads).
+const GEMV_WARPS: usize = 8;
+
+/// Which kernel computes a matmul.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// matmul_gemv up to MAX_T tokens, cuBLASLt above.
+    Auto,
+    /// matmul_gemv (t <= MAX_T).
+    Gemv,
+    /// cuBLASLt (after a cast / band dequantization).
+    Blas,
+}
+
+/// Scratch of the cuBLASLt path, grown on demand outside recordings.
+#[derive(Default)]
+pub struct Scratch {
+    /// x as f16/bf16.
+    cast: Option<DevMem>,
+    /// A band of dequantized weight rows (f16).
+    band: Option<DevMem>,
+}
+
+impl Cuda {
+    /// Device address of a scratch buffer of at least `bytes`, growing it if needed.
+    fn scratch(&self, which: fn(&mut Scratch) -> &mut Option<DevMem>, bytes: usize) -> Result<u64> {
+        let mut s = self.lock(&self.scratch)?;
+        if let Some(m) = which(&mut s).as_ref() {
+            if m.bytes() >= bytes {
+                return Ok(m.ptr());
+            }
+        }
+        drop(s);
+        self.invalidate_graphs("matmul scratch grows")?;
+        let mut s = self.lock(&self.scratch)?;
+        let slot = which(&mut s);
+        // Free the old buffer first so both never need to fit at once.
+        *slot = None;
+        let m = DevMem::new(&self.ctx, bytes.next_power_of_two())?;
+        let p = m.ptr();
+        *slot = Some(m);
+        Ok(p)
+    }
+
+    /// The matmul op, with the path forced when `path` is not Auto (tests compare paths).
+    pub fn op_matmul(
+        &self,
+        x: &CudaBuf,
+        w: &WeightView<'_, CudaWeight>,
+        out: &CudaBuf,
+        t: usize,
+        path: Path,
+    ) -> Result<()> {
+        let wt = w.w;
+        if w.scale.is_some() || w.zero.is_some() {
+            return Err(self.err(format!(
+                "matmul of '{}': per-row scales/zero points (int8 weights) have no CUDA kernel",
+                wt.name
+            )));
+        }
+        if wt.shape.len() != 2 || w.cols != wt.cols() || w.row0 + w.rows > wt.rows() {
+            return Err(self.err(format!(
+                "matmul: view rows {}..{} x {} cols of '{}' with shape {:?}",
+                w.row0,
+                w.row0 + w.rows,
+                w.cols,
+                wt.name,
+                wt.shape
+            )));
+        }
+        let (rows, cols) = (w.rows, w.cols);
+        if t == 0 || rows == 0 {
+            return Ok(());
+        }
+        let row_bytes = wt.dtype.row_bytes(cols).ok_or_else(|| {
+            self.err(format!(
+                "'{}': {cols} columns are not whole {} blocks",
+                wt.name, wt.dtype
+            ))
+        })?;
+        if cols == 0 {
+            return Err(self.err(format!("matmul of '{}' with 0 columns", wt.name)));
+        }
+        self.need_len("matmul x", x, t * cols)?;
+        self.need_len("matmul out", out, t * rows)?;
+        let base = wt.ptr() + (w.row0 * row_bytes) as u64;
+        let gemv = match path {
+            Path::Auto => t <= MAX_T,
+            Path::Gemv => {
+                if t > MAX_T {
+                    return Err(
+                        self.err(format!("matmul_gemv takes at most {MAX_T} tokens, got {t}"))
+                    );
+                }
+                true
+            }
+            Path::Blas => false,
+        };
+        if gemv {
+            self.gemv(x, wt.dtype, base, row_bytes, out, t, rows, cols)
+        } else {
+            self.blas_matmul(x, wt.dtype, base, row_bytes, out, t, rows, cols)
+        }
+    }
+
+    fn need_len(&self, what: &str, b: &CudaBuf, n: usize) -> Result<()> {
+        if b.len() < n {
+            return Err(self.err(format!(
+                "{what}: buffer holds {} floats, {n} needed",
+                b.len()
+            )));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemv(
+        &self,
+        x: &CudaBuf,
+        dtype: DType,
+        base: u64,
+        row_bytes: usize,
+        out: &CudaBuf,
+        t: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        // Plain types load 16-byte vectors: rows must be whole vectors and 16-byte aligned.
+        // GGUF blocks are read at their own (2-byte) alignment, except Q4_K / Q5_K whose
+        // 144- and 176-byte blocks keep 16-byte alignment and are read 16 bytes at a time.
+        let scalar =
+            !dtype.is_quantized() && (!row_bytes.is_multiple_of(16) || !base.is_multiple_of(16));
+        if dtype.is_quantized() && (!base.is_multiple_of(2) || !row_bytes.is_multiple_of(2)) {
+            return Err(self.err(format!("{dtype} weight rows at an odd address")));
+        }
+        if matches!(dtype, DType::Q4_K | DType::Q5_K)
+            && (!base.is_multiple_of(16) || !row_bytes.is_multiple_of(16))
+        {
+            return Err(self.err(format!("{dtype} weight rows not 16-byte aligned")));
+        }
+        let v = Variant::matmul(dtype, scalar)?;
+        let rows_per_block = GEMV_WARPS * gemv_rows_per_warp(dtype) as usize;
+        let blocks = u32::try_from(rows.div_ceil(rows_per_block))
+            .map_err(|_| self.err("matmul: too many rows"))?;
+        let (xp, op) = (x.ptr(), out.ptr());
+        let (rb, r, c, tt) = (
+            row_bytes as i64,
+            i32::try_from(rows).map_err(|_| self.err("rows"))?,
+            i32::try_from(cols).map_err(|_| self.err("cols"))?,
+            t as i32,
+        );
+        self.launch(
+            &v,
+            "matmul_gemv",
+            (blocks, 1, 1),
+            ((GEMV_WARPS * 32) as u32, 1, 1),
+            0,
+            &mut [
+                arg(&base),
+                arg(&rb),
+                arg(&xp),
+                arg(&op),
+                arg(&r),
+                arg(&c),
+                arg(&tt),
+            ],
+        )
+    }
+
+    /// Launches matmul_cast of `v`: n floats of x into `dst` as f16/bf16.
+    fn cast_x(&self, v: &Variant, x: &CudaBuf, dst: u64, n: usize) -> Result<()> {
+        let (xp, nn) = (x.ptr(), n as i64);
+        let blocks = n.div_ceil(256).min(self.info.multiprocessors as usize * 16) as u32;
+        self.launch(
+            v,
+            "matmul_cast",
+            (blocks, 1, 1),
+            (256, 1, 1),
+            0,
+            &mut [arg(&xp), arg(&dst), arg(&nn)],
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn blas_matmul(
+        &self,
+        x: &CudaBuf,
+        dtype: DType,
+        base: u64,
+        row_bytes: usize,
+        out: &CudaBuf,
+        t: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let gemm = |m: usize, a: u64, a_elem: Elem, b: u64, b_elem: Elem, d: u64| Gemm {
+            m,
+            n: t,
+            k: cols,
+            a,
+            a_elem,
+            b,
+            b_elem,
+            d,
+            ldd: rows,
+        };
+        match dtype {
+            DType::F32 => {
+                let g = gemm(rows, base, Elem::F32, x.ptr(), Elem::F32, out.ptr());
+                self.lock(&self.blas)?.gemm(&g)
+            }
+            DType::F16 | DType::BF16 => {
+                let elem = if dtype == DType::F16 {
+                    Elem::F16
+                } else {
+                    Elem::BF16
+                };
+                let v = Variant::matmul(dtype, false)?;
+                let xs = self.scratch(|s| &mut s.cast, t * cols * 2)?;
+                self.cast_x(&v, x, xs, t * cols)?;
+                let g = gemm(rows, base, elem, xs, elem, out.ptr());
+                self.lock(&self.blas)?.gemm(&g)
+            }
+            _ if dtype.is_quantized() => {
+                let v = Variant::matmul(dtype, false)?;
+                let xs = self.scratch(|s| &mut s.cast, t * cols * 2)?;
+                self.cast_x(&v, x, xs, t * cols)?;
+                let band = (BAND_ELEMS / cols).clamp(1, rows);
+                let ws = self.scratch(|s| &mut s.band, band * cols * 2)?;
+                let mut r0 = 0;
+                while r0 < rows {
+                    let n = band.min(rows - r0);
+                    let (wp, rb) = (base + (r0 * row_bytes) as u64, row_bytes as i64);
+                    let (ni, ci) = (n as i32, cols as i32);
+                    let units = n * (cols / 32);
+                    let blocks = units
+                        .div_ceil(256)
+                        .min(self.info.multiprocessors as usize * 16)
+                        as u32;
+                    self.launch(
+                        &v,
+                        "matmul_dequant",
+                        (blocks, 1, 1),
+                        (256, 1, 1),
+                        0,
+                        &mut [arg(&wp), arg(&rb), arg(&ws), arg(&ni), arg(&ci)],
+                    )?;
+                    // out[:, r0..r0+n]: column-major rows r0.. of the m x t output.
+                    let g = gemm(n, ws, Elem::F16, xs, Elem::F16, out.ptr() + 4 * r0 as u64);
+                    self.lock(&self.blas)?.gemm(&g)?;
+                    r0 += n;
+                }
+                Ok(())
+            }
+            _ => Err(self.err(format!("no matmul for dtype {dtype}"))),
+        }
+    }
+}
