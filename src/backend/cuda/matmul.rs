@@ -24,11 +24,11 @@ const GEMV_WARPS: usize = 8;
 /// Which kernel computes a matmul.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
-    /// matmul_gemv up to MAX_T tokens, cuBLASLt above.
+    /// matmul_gemv up to MAX_T tokens, cuBLASLt above (when the shape suits it).
     Auto,
-    /// matmul_gemv (t <= MAX_T).
+    /// matmul_gemv, in chunks of MAX_T tokens.
     Gemv,
-    /// cuBLASLt (after a cast / band dequantization).
+    /// cuBLASLt (after a cast / band dequantization); an error for shapes it does not take.
     Blas,
 }
 
@@ -104,23 +104,34 @@ impl Cuda {
         self.need_len("matmul x", x, t * cols)?;
         self.need_len("matmul out", out, t * rows)?;
         let base = wt.ptr() + (w.row0 * row_bytes) as u64;
-        let gemv = match path {
-            Path::Auto => t <= MAX_T,
-            Path::Gemv => {
-                if t > MAX_T {
-                    return Err(
-                        self.err(format!("matmul_gemv takes at most {MAX_T} tokens, got {t}"))
-                    );
-                }
-                true
+        // cuBLASLt gets shapes its tensor-core kernels take: 16-byte aligned rows of W and x
+        // and an output row stride of whole 16 bytes. Anything else runs matmul_gemv over
+        // chunks of MAX_T tokens (rare shapes only: real models are all multiples of 64).
+        let blas_ok = rows.is_multiple_of(4)
+            && (wt.dtype.is_quantized() || (cols.is_multiple_of(8) && base.is_multiple_of(16)));
+        let use_blas = match path {
+            Path::Auto => t > MAX_T && blas_ok,
+            Path::Gemv => false,
+            Path::Blas if blas_ok => true,
+            Path::Blas => {
+                return Err(self.err(format!(
+                    "cuBLASLt path asked for a {rows} x {cols} {} view that it does not take",
+                    wt.dtype
+                )))
             }
-            Path::Blas => false,
         };
-        if gemv {
-            self.gemv(x, wt.dtype, base, row_bytes, out, t, rows, cols)
-        } else {
-            self.blas_matmul(x, wt.dtype, base, row_bytes, out, t, rows, cols)
+        if use_blas {
+            return self.blas_matmul(x, wt.dtype, base, row_bytes, out, t, rows, cols);
         }
+        let mut t0 = 0;
+        while t0 < t {
+            let n = MAX_T.min(t - t0);
+            let xp = x.ptr() + (4 * t0 * cols) as u64;
+            let op = out.ptr() + (4 * t0 * rows) as u64;
+            self.gemv(xp, wt.dtype, base, row_bytes, op, n, rows, cols)?;
+            t0 += n;
+        }
+        Ok(())
     }
 
     fn need_len(&self, what: &str, b: &CudaBuf, n: usize) -> Result<()> {
@@ -136,11 +147,11 @@ impl Cuda {
     #[allow(clippy::too_many_arguments)]
     fn gemv(
         &self,
-        x: &CudaBuf,
+        xp: u64,
         dtype: DType,
         base: u64,
         row_bytes: usize,
-        out: &CudaBuf,
+        op: u64,
         t: usize,
         rows: usize,
         cols: usize,
@@ -162,7 +173,6 @@ impl Cuda {
         let rows_per_block = GEMV_WARPS * gemv_rows_per_warp(dtype) as usize;
         let blocks = u32::try_from(rows.div_ceil(rows_per_block))
             .map_err(|_| self.err("matmul: too many rows"))?;
-        let (xp, op) = (x.ptr(), out.ptr());
         let (rb, r, c, tt) = (
             row_bytes as i64,
             i32::try_from(rows).map_err(|_| self.err("rows"))?,
