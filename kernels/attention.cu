@@ -165,3 +165,191 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part, flo
         dst[c] = acc * inv;
     }
 }
+
+#ifdef HEAD_DIM
+// attention_mma: prefill attention on tensor cores (mma.sync m16n8k16, f16 in, f32 out),
+// compiled per head size (-DHEAD_DIM, a multiple of 16 up to 128). A block is one query
+// head and 64 rows; each of its 4 warps owns 16 rows and keeps their Q (f16, prescaled by
+// scale * log2 e), scores, probabilities and output in mma fragments (registers). K and V
+// tiles of 64 keys pass through shared memory, rows padded by 8 halves so the fragment
+// loads hit distinct banks; V fragments come transposed through ldmatrix.trans. Online
+// softmax in base 2. Grid: x = row tile, y = query head.
+#define BR 64
+#define BC 64
+#define KSTR (HEAD_DIM + 8)
+
+__device__ __forceinline__ u32 pack_f16x2(float lo, float hi) {
+    return (u32)f32_to_f16(lo) | ((u32)f32_to_f16(hi) << 16);
+}
+
+// c += a . b for one m16n8k16 tile (a: 4 f16x2 registers, b: 2, c: 4 f32).
+__device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four 8x8 f16 matrices from shared memory, transposed; lane l gives the address of row
+// l % 8 of matrix l / 8.
+__device__ __forceinline__ void ldmatrix_x4_trans(u32* r, const u16* p) {
+    u64 g = (u64)p, s;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(s) : "l"(g));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((u32)s));
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    attention_mma(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
+                  const u32* __restrict__ pos, float* __restrict__ out, int t, int heads, int kv_heads,
+                  int max_ctx, float scale) {
+    __shared__ __align__(16) u16 Ks[BC * KSTR];
+    __shared__ __align__(16) u16 Vs[BC * KSTR];
+    __shared__ int kmax_s;
+    const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    const int g = lane / 4, tig = lane % 4;
+    const int h = blockIdx.y, kvh = h / (heads / kv_heads);
+    const int r0 = blockIdx.x * BR + warp * 16 + g, r1 = r0 + 8;
+    // A row past t sees no key (all masked) and is not written.
+    const int p0 = r0 < t ? (int)min(pos[r0], (u32)max_ctx - 1) : -1;
+    const int p1 = r1 < t ? (int)min(pos[r1], (u32)max_ctx - 1) : -1;
+
+    if (threadIdx.x == 0) {
+        u32 mx = 0;
+        for (int i = 0; i < BR; i++) {
+            const int r = blockIdx.x * BR + i;
+            if (r < t) mx = max(mx, pos[r] + 1);
+        }
+        kmax_s = (int)min(mx, (u32)max_ctx);
+    }
+
+    // Q fragments: rows r0 / r1, dims 16kk + 2tig (+1) and + 8.
+    const float qscale = scale * 1.4426950408889634f;
+    u32 qa[HEAD_DIM / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HEAD_DIM / 16; kk++) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int r = (i & 1) ? r1 : r0;
+            const int c = 16 * kk + 2 * tig + ((i & 2) ? 8 : 0);
+            float2 v = make_float2(0.0f, 0.0f);
+            if (r < t) v = *(const float2*)(q + ((i64)r * heads + h) * HEAD_DIM + c);
+            qa[kk][i] = pack_f16x2(v.x * qscale, v.y * qscale);
+        }
+    }
+    int wmax = max(p0, p1);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) wmax = max(wmax, __shfl_xor_sync(FULL_MASK, wmax, o));
+
+    float o[HEAD_DIM / 8][4];
+#pragma unroll
+    for (int i = 0; i < HEAD_DIM / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    __syncthreads();
+    const int kmax = kmax_s;
+    const u16* kbase = kc + (i64)kvh * max_ctx * HEAD_DIM;
+    const u16* vbase = vc + (i64)kvh * max_ctx * HEAD_DIM;
+
+    for (int kb = 0; kb < kmax; kb += BC) {
+        __syncthreads();
+        // K and V tiles, 16 bytes per thread per step; keys past kmax are zeros.
+        for (int c = threadIdx.x; c < BC * HEAD_DIM / 8; c += blockDim.x) {
+            const int j = c / (HEAD_DIM / 8), col = (c % (HEAD_DIM / 8)) * 8;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+            if (kb + j < kmax) {
+                kv = *(const uint4*)(kbase + (i64)(kb + j) * HEAD_DIM + col);
+                vv = *(const uint4*)(vbase + (i64)(kb + j) * HEAD_DIM + col);
+            }
+            *(uint4*)(Ks + j * KSTR + col) = kv;
+            *(uint4*)(Vs + j * KSTR + col) = vv;
+        }
+        __syncthreads();
+        if (kb > wmax) continue;  // every key of this tile is after every row of the warp
+
+        float s[BC / 8][4];
+#pragma unroll
+        for (int j = 0; j < BC / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < HEAD_DIM / 16; kk++) {
+#pragma unroll
+            for (int j = 0; j < BC / 8; j++) {
+                const u16* kr = Ks + (8 * j + g) * KSTR + 16 * kk + 2 * tig;
+                mma16816(s[j], qa[kk], *(const u32*)kr, *(const u32*)(kr + 8));
+            }
+        }
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < BC / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int key = kb + 8 * j + 2 * tig + e;
+                if (key > p0) s[j][e] = -INFINITY;
+                if (key > p1) s[j][2 + e] = -INFINITY;
+                mx0 = fmaxf(mx0, s[j][e]);
+                mx1 = fmaxf(mx1, s[j][2 + e]);
+            }
+        }
+#pragma unroll
+        for (int off = 1; off < 4; off <<= 1) {
+            mx0 = fmaxf(mx0, __shfl_xor_sync(FULL_MASK, mx0, off));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(FULL_MASK, mx1, off));
+        }
+        const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+        // A row with nothing visible yet keeps m = -inf: subtract 0 so exp2 gives 0, not NaN.
+        const float b0 = n0 == -INFINITY ? 0.0f : n0, b1 = n1 == -INFINITY ? 0.0f : n1;
+        const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
+        float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < BC / 8; j++) {
+            s[j][0] = exp2f(s[j][0] - b0);
+            s[j][1] = exp2f(s[j][1] - b0);
+            s[j][2] = exp2f(s[j][2] - b1);
+            s[j][3] = exp2f(s[j][3] - b1);
+            sum0 += s[j][0] + s[j][1];
+            sum1 += s[j][2] + s[j][3];
+        }
+        l0 = l0 * c0 + sum0;
+        l1 = l1 * c1 + sum1;
+        m0 = n0;
+        m1 = n1;
+#pragma unroll
+        for (int i = 0; i < HEAD_DIM / 8; i++) {
+            o[i][0] *= c0;
+            o[i][1] *= c0;
+            o[i][2] *= c1;
+            o[i][3] *= c1;
+        }
+        // P (the score fragments) becomes the A operand: k-step kt covers keys 16kt..+16.
+#pragma unroll
+        for (int kt = 0; kt < BC / 16; kt++) {
+            u32 pa[4];
+            pa[0] = pack_f16x2(s[2 * kt][0], s[2 * kt][1]);
+            pa[1] = pack_f16x2(s[2 * kt][2], s[2 * kt][3]);
+            pa[2] = pack_f16x2(s[2 * kt + 1][0], s[2 * kt + 1][1]);
+            pa[3] = pack_f16x2(s[2 * kt + 1][2], s[2 * kt + 1][3]);
+#pragma unroll
+            for (int nd = 0; nd < HEAD_DIM / 8; nd += 2) {
+                u32 b[4];
+                ldmatrix_x4_trans(b, Vs + (16 * kt + (lane & 15)) * KSTR + 8 * (nd + (lane >> 4)));
+                mma16816(o[nd], pa, b[0], b[1]);
+                mma16816(o[nd + 1], pa, b[2], b[3]);
+            }
+        }
+    }
+
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        l0 += __shfl_xor_sync(FULL_MASK, l0, off);
+        l1 += __shfl_xor_sync(FULL_MASK, l1, off);
+    }
+    const float i0 = l0 > 0.0f ? 1.0f / l0 : NAN_F32, i1 = l1 > 0.0f ? 1.0f / l1 : NAN_F32;
+#pragma unroll
+    for (int nd = 0; nd < HEAD_DIM / 8; nd++) {
+        const int c = 8 * nd + 2 * tig;
+        if (r0 < t) *(float2*)(out + ((i64)r0 * heads + h) * HEAD_DIM + c) = make_float2(o[nd][0] * i0, o[nd][1] * i0);
+        if (r1 < t) *(float2*)(out + ((i64)r1 * heads + h) * HEAD_DIM + c) = make_float2(o[nd][2] * i1, o[nd][3] * i1);
+    }
+}
+#endif

@@ -61,6 +61,9 @@ extern "C" __global__ void __launch_bounds__(256) matmul_gemv(const u8* __restri
         for (int t = 0; t < MAX_T; t++) acc[r][t] = 0.0f;
 
     const int nunits = cols / UNITS;
+    // Plain types unrolled so that several 16-byte loads are in flight before their FMAs
+    // (a GGUF unit is already ~20-50 bytes per lane).
+#pragma unroll(UNITS >= 32 ? 1 : 4)
     for (int u = lane; u < nunits; u += WARP) {
         float w[NR][UNITS];
 #pragma unroll

@@ -8,6 +8,7 @@
 //! single-pass attention.
 
 use lamina::backend::cuda::matmul::Path;
+use lamina::backend::cuda::ops::AttnPath;
 use lamina::backend::cuda::{nvrtc, Cuda, CudaBuf, CudaCache, CudaWeight};
 use lamina::backend::{Backend, RopeLayout, WeightView};
 use lamina::dtype::DType;
@@ -352,8 +353,9 @@ fn graph_replay_matches_direct_launches() {
 #[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
 fn split_decode_attention_matches_single_pass() {
     // Keys and values for 1000 positions, then the last position's attention two ways: as
-    // the last row of a 1000-row prefill (one pass over the keys per block) and as a
-    // one-row decode step (keys split into the cache's slices, then combined).
+    // the last row of a 1000-row prefill by the f32 kernel (one pass over the keys per
+    // block) and as a one-row decode step (keys split into the cache's slices, then
+    // combined), which must agree to rounding. The prefill is also run on tensor cores.
     let c = cuda();
     let mut rng = Rng(99);
     let (n, heads, kvh, d) = (1000usize, 8usize, 2usize, 128usize);
@@ -370,12 +372,21 @@ fn split_decode_attention_matches_single_pass() {
     c.kv_write(&cache, 1, &k, &v, n).unwrap();
     let qs = rng.vec(n * heads * d);
     let q = buf(&c, &qs);
+    // The f32 kernel in one pass, and tensor cores (Auto for 1000 rows of head_dim 128).
     let full = poisoned(&c, n * heads * d);
-    c.attention(&q, &cache, 1, &full, n, heads, 0.125).unwrap();
+    c.op_attention(&q, &cache, 1, &full, n, heads, 0.125, AttnPath::Simt)
+        .unwrap();
     let full = c.read(&full, n * heads * d).unwrap();
     assert!(
         full.iter().all(|x| x.is_finite()),
         "prefill attention left NaN"
+    );
+    let mma = poisoned(&c, n * heads * d);
+    c.attention(&q, &cache, 1, &mma, n, heads, 0.125).unwrap();
+    let e = nmse(&c.read(&mma, n * heads * d).unwrap(), &full);
+    assert!(
+        e < 1e-5,
+        "tensor-core prefill attention differs: nmse {e:.3e}"
     );
 
     c.set_step(&[0], &[n as u32 - 1]).unwrap();
@@ -388,4 +399,47 @@ fn split_decode_attention_matches_single_pass() {
         e < 1e-10,
         "split decode attention differs from single pass: nmse {e:.3e}"
     );
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn tensor_core_attention_matches_f32_attention() {
+    // Prefill of 100 rows after 37 earlier positions, for each head size with an
+    // attention_mma variant and GQA groups of 7, 1 and 4: tensor cores (f16 Q and P) against
+    // the f32 kernel.
+    let c = cuda();
+    let mut rng = Rng(4242);
+    for (d, heads, kvh) in [
+        (64usize, 14usize, 2usize),
+        (80, 4, 4),
+        (96, 32, 32),
+        (128, 32, 8),
+    ] {
+        let cache = c.alloc_cache(1, kvh, d, 512).unwrap();
+        for (p0, n) in [(0u32, 37usize), (37, 100)] {
+            let pos: Vec<u32> = (p0..p0 + n as u32).collect();
+            c.set_step(&vec![0; n], &pos).unwrap();
+            let k = buf(&c, &rng.vec(n * kvh * d));
+            let v = buf(&c, &rng.vec(n * kvh * d));
+            c.kv_write(&cache, 0, &k, &v, n).unwrap();
+        }
+        let n = 100;
+        let q = buf(&c, &rng.vec(n * heads * d));
+        let scale = 1.0 / (d as f32).sqrt();
+        let (a, b) = (poisoned(&c, n * heads * d), poisoned(&c, n * heads * d));
+        c.op_attention(&q, &cache, 0, &a, n, heads, scale, AttnPath::Auto)
+            .unwrap();
+        c.op_attention(&q, &cache, 0, &b, n, heads, scale, AttnPath::Simt)
+            .unwrap();
+        let (a, b) = (
+            c.read(&a, n * heads * d).unwrap(),
+            c.read(&b, n * heads * d).unwrap(),
+        );
+        let e = nmse(&a, &b);
+        eprintln!("head_dim {d}, {heads}/{kvh} heads: nmse {e:.2e}");
+        assert!(
+            e < 1e-5,
+            "head_dim {d}: tensor-core attention differs from f32: nmse {e:.3e}"
+        );
+    }
 }

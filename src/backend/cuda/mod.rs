@@ -556,7 +556,7 @@ impl Backend for Cuda {
         heads: usize,
         scale: f32,
     ) -> Result<()> {
-        self.op_attention(q, cache, layer, out, t, heads, scale)
+        self.op_attention(q, cache, layer, out, t, heads, scale, ops::AttnPath::Auto)
     }
 
     fn swiglu(&self, gate: &CudaBuf, up: &CudaBuf, out: &CudaBuf, n: usize) -> Result<()> {

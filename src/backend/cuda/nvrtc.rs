@@ -56,6 +56,9 @@ pub const MATMUL_DTYPES: &[DType] = &[
     DType::Q6_K,
 ];
 
+/// Head sizes with a tensor-core prefill attention kernel (others use the f32 kernel).
+pub const MMA_HEAD_DIMS: &[usize] = &[64, 80, 96, 128];
+
 /// Dtypes of vectors read element by element (norm weights, biases).
 pub const VECTOR_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 
@@ -162,6 +165,21 @@ impl Variant {
         Variant::plain("attention.cu", &["attention", "attention_combine"])
     }
 
+    /// attention.cu with the tensor-core prefill kernel for one head size.
+    pub fn attention_mma(head_dim: usize) -> Result<Variant> {
+        if !MMA_HEAD_DIMS.contains(&head_dim) {
+            return Err(Error::backend(
+                "cuda",
+                format!("no attention_mma for head_dim {head_dim}"),
+            ));
+        }
+        Ok(Variant {
+            file: "attention.cu",
+            defines: vec![format!("HEAD_DIM={head_dim}")],
+            entries: &["attention", "attention_combine", "attention_mma"],
+        })
+    }
+
     pub fn describe(&self) -> String {
         if self.defines.is_empty() {
             self.file.to_string()
@@ -190,6 +208,9 @@ pub fn all_variants() -> Vec<Variant> {
     v.push(Variant::plain("rope.cu", &["rope"]));
     v.push(Variant::plain("kv_write.cu", &["kv_write"]));
     v.push(Variant::attention());
+    for &d in MMA_HEAD_DIMS {
+        v.push(Variant::attention_mma(d).expect("listed head size"));
+    }
     v
 }
 
@@ -454,9 +475,23 @@ impl Modules {
                 m
             }
         };
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| Error::backend("cuda", format!("binding the context: {e}")))?;
         let f = module.load_function(name).map_err(|e| {
             Error::backend("cuda", format!("kernel {name} of {}: {e}", v.describe()))
         })?;
+        // Under lazy loading a kernel would load at its first launch, which may be inside a
+        // graph capture: load it now.
+        // SAFETY: f is a function of a module loaded in this context, bound above.
+        unsafe { cudarc::driver::sys::cuFuncLoad(f.cu_function()) }
+            .result()
+            .map_err(|e| {
+                Error::backend(
+                    "cuda",
+                    format!("loading kernel {name} of {}: {e}", v.describe()),
+                )
+            })?;
         self.functions.insert((v.clone(), name), f.clone());
         Ok(f)
     }

@@ -1,13 +1,23 @@
 //! Launches of every op but matmul (matmul.rs): argument checks on the host, then one
 //! kernel of `kernels/<op>.cu`. A check that fails is an error before anything is enqueued.
 
-use super::nvrtc::Variant;
+use super::nvrtc::{self, Variant};
 use super::{cuda_err, drv, Cuda, CudaBuf, CudaCache, CudaWeight, DevMem};
 use crate::backend::RopeLayout;
 use crate::error::{Error, Result};
 use cudarc::driver::result as dr;
 use cudarc::driver::sys::CUfunction_attribute as FnAttr;
 use std::ffi::c_void;
+
+/// Which kernel computes attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttnPath {
+    /// Split f32 kernel for decode rows, tensor cores (attention_mma) for prefill where the
+    /// head size has a variant, the f32 kernel otherwise.
+    Auto,
+    /// The f32 kernel (`attention`), split or not as Auto would.
+    Simt,
+}
 
 /// A kernel argument: the address of a value that lives until the launch returns.
 pub(crate) fn arg<T>(v: &T) -> *mut c_void {
@@ -21,6 +31,8 @@ pub const SPLIT_GROUP: usize = 16;
 /// Keys per tile in attention.cu (BK) and the largest head_dim it takes (MAX_D).
 const ATTN_BK: usize = 32;
 pub const ATTN_MAX_D: usize = 256;
+/// Query rows per block of attention_mma (BR in attention.cu).
+const MMA_ROWS: usize = 64;
 /// Dynamic shared memory a kernel may use without opting in.
 const SMEM_DEFAULT: u32 = 48 << 10;
 
@@ -469,8 +481,9 @@ impl Cuda {
         )
     }
 
+    /// The attention op; `path` forces the f32 kernel (tests compare it with the others).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn op_attention(
+    pub fn op_attention(
         &self,
         q: &CudaBuf,
         cache: &CudaCache,
@@ -479,6 +492,7 @@ impl Cuda {
         t: usize,
         heads: usize,
         scale: f32,
+        path: AttnPath,
     ) -> Result<()> {
         if t == 0 {
             return Ok(());
@@ -506,14 +520,6 @@ impl Cuda {
             && group <= SPLIT_GROUP
             && group * t <= 32
             && t * heads * cache.nsplit * (d + 2) <= cache.part_len;
-        let (rpb, nsplit, tiles) = if split {
-            (t, cache.nsplit, 1)
-        } else {
-            let rpb = (16 / group).max(1);
-            (rpb, 1, t.div_ceil(rpb))
-        };
-        let warps = group * rpb;
-        let smem = (ATTN_BK * (d + 1) + ATTN_BK * d + warps * d) * 4;
         let off = cache.layer_offset(layer);
         let (qp, kc, vc, op, pp) = (
             q.ptr(),
@@ -529,6 +535,40 @@ impl Cuda {
             d as i32,
             cache.max_ctx as i32,
         );
+        if !split && path == AttnPath::Auto && nvrtc::MMA_HEAD_DIMS.contains(&d) {
+            if heads > 65535 {
+                return Err(self.err(format!("attention: {heads} heads")));
+            }
+            let tiles = u32::try_from(t.div_ceil(MMA_ROWS))
+                .map_err(|_| self.err("attention grid too large"))?;
+            return self.launch(
+                &Variant::attention_mma(d)?,
+                "attention_mma",
+                (tiles, heads as u32, 1),
+                (128, 1, 1),
+                0,
+                &mut [
+                    arg(&qp),
+                    arg(&kc),
+                    arg(&vc),
+                    arg(&pos),
+                    arg(&op),
+                    arg(&ti),
+                    arg(&hi),
+                    arg(&kvi),
+                    arg(&mc),
+                    arg(&scale),
+                ],
+            );
+        }
+        let (rpb, nsplit, tiles) = if split {
+            (t, cache.nsplit, 1)
+        } else {
+            let rpb = (16 / group).max(1);
+            (rpb, 1, t.div_ceil(rpb))
+        };
+        let warps = group * rpb;
+        let smem = (ATTN_BK * (d + 1) + ATTN_BK * d + warps * d) * 4;
         let (rpbi, nsi) = (rpb as i32, nsplit as i32);
         let v = Variant::attention();
         let grid_x =
