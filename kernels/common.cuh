@@ -107,5 +107,9 @@ __device__ __forceinline__ void ld_bytes_a16(const u8* p, u32* out) {
     }
 }
 
+// The float of a small unsigned integer (< 2^23), exactly, without an int-to-float
+// conversion (a quarter-rate instruction): the integer becomes the mantissa of 2^23.
+__device__ __forceinline__ float u2f(u32 v) { return __uint_as_float(0x4B000000u | v) - 8388608.0f; }
+
 // Byte i (0..3) of word w.
 __device__ __forceinline__ u32 byte_at(u32 w, int i) { return (w >> (8 * i)) & 0xff; }

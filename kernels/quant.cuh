@@ -6,7 +6,9 @@
 // and the plain types also `get(row, i)`, one element (rows of any length and alignment).
 // Every loop over a register array is unrolled with constant indices so arrays stay in
 // registers. Block layouts follow GGML's definitions (ggml-common.h): K-quants are
-// super-blocks of 256 elements; `unit` takes one sub-block of 32 of them.
+// super-blocks of 256 elements; `unit` takes one sub-block of 32 of them. Each element is
+// one fma of an exact small-integer float (u2f) with the block's scale and offset: the
+// exact value rounded once, as d * (q - offset) would be.
 #pragma once
 #include "common.cuh"
 
@@ -62,8 +64,8 @@ struct Q4_0 {
 #pragma unroll
         for (int l = 0; l < 16; l++) {
             const u32 v = byte_at(q[l / 4], l % 4);
-            w[l] = d * (float)((int)(v & 0xf) - 8);
-            w[l + 16] = d * (float)((int)(v >> 4) - 8);
+            w[l] = fmaf(d, u2f(v & 0xf), -8.0f * d);
+            w[l + 16] = fmaf(d, u2f(v >> 4), -8.0f * d);
         }
     }
 };
@@ -80,8 +82,8 @@ struct Q4_1 {
 #pragma unroll
         for (int l = 0; l < 16; l++) {
             const u32 v = byte_at(q[l / 4], l % 4);
-            w[l] = d * (float)(v & 0xf) + m;
-            w[l + 16] = d * (float)(v >> 4) + m;
+            w[l] = fmaf(d, u2f(v & 0xf), m);
+            w[l + 16] = fmaf(d, u2f(v >> 4), m);
         }
     }
 };
@@ -100,8 +102,8 @@ struct Q5_0 {
             const u32 v = byte_at(q[l / 4], l % 4);
             const u32 lo = (v & 0xf) | (((qh >> l) & 1) << 4);
             const u32 hi = (v >> 4) | (((qh >> (l + 16)) & 1) << 4);
-            w[l] = d * (float)((int)lo - 16);
-            w[l + 16] = d * (float)((int)hi - 16);
+            w[l] = fmaf(d, u2f(lo), -16.0f * d);
+            w[l + 16] = fmaf(d, u2f(hi), -16.0f * d);
         }
     }
 };
@@ -121,8 +123,8 @@ struct Q5_1 {
             const u32 v = byte_at(q[l / 4], l % 4);
             const u32 lo = (v & 0xf) | (((qh >> l) & 1) << 4);
             const u32 hi = (v >> 4) | (((qh >> (l + 16)) & 1) << 4);
-            w[l] = d * (float)lo + m;
-            w[l + 16] = d * (float)hi + m;
+            w[l] = fmaf(d, u2f(lo), m);
+            w[l + 16] = fmaf(d, u2f(hi), m);
         }
     }
 };
@@ -136,7 +138,7 @@ struct Q8_0 {
         u32 q[8];
         ld_bytes_a2<32>(b + 2, q);
 #pragma unroll
-        for (int l = 0; l < 32; l++) w[l] = d * (float)(i8)byte_at(q[l / 4], l % 4);
+        for (int l = 0; l < 32; l++) w[l] = fmaf(d, u2f(byte_at(q[l / 4], l % 4) ^ 0x80), -128.0f * d);
     }
 };
 
@@ -158,8 +160,8 @@ struct Q2_K {
         const int shift = 2 * (s & 3);
 #pragma unroll
         for (int l = 0; l < 32; l++) {
-            const float v = (float)((byte_at(q[l / 4], l % 4) >> shift) & 3);
-            w[l] = l < 16 ? d0 * v - m0 : d1 * v - m1;
+            const float v = u2f((byte_at(q[l / 4], l % 4) >> shift) & 3);
+            w[l] = l < 16 ? fmaf(d0, v, -m0) : fmaf(d1, v, -m1);
         }
     }
 };
@@ -196,10 +198,11 @@ struct Q3_K {
         const int shift = 2 * (s & 3);
 #pragma unroll
         for (int l = 0; l < 32; l++) {
-            const int lo = (int)((byte_at(q[l / 4], l % 4) >> shift) & 3);
-            const int h = (int)((byte_at(hm[l / 4], l % 4) >> s) & 1);
-            const float v = (float)(lo - (h ? 0 : 4));
-            w[l] = (l < 16 ? d0 : d1) * v;
+            // lo - (h ? 0 : 4) = (lo | h << 2) - 4
+            const u32 lo = (byte_at(q[l / 4], l % 4) >> shift) & 3;
+            const u32 h = (byte_at(hm[l / 4], l % 4) >> s) & 1;
+            const float dd = l < 16 ? d0 : d1;
+            w[l] = fmaf(dd, u2f(lo | (h << 2)), -4.0f * dd);
         }
     }
 };
@@ -235,7 +238,7 @@ struct Q4_K {
         ld_bytes_a16<32>(b + 16 + 32 * (s >> 1), q);
         const int shift = 4 * (s & 1);
 #pragma unroll
-        for (int l = 0; l < 32; l++) w[l] = ds * (float)((byte_at(q[l / 4], l % 4) >> shift) & 0xf) - dm;
+        for (int l = 0; l < 32; l++) w[l] = fmaf(ds, u2f((byte_at(q[l / 4], l % 4) >> shift) & 0xf), -dm);
     }
 };
 
@@ -262,7 +265,7 @@ struct Q5_K {
         for (int l = 0; l < 32; l++) {
             const u32 lo = (byte_at(q[l / 4], l % 4) >> shift) & 0xf;
             const u32 hi = (byte_at(qh[l / 4], l % 4) >> s) & 1;
-            w[l] = ds * (float)(lo | (hi << 4)) - dm;
+            w[l] = fmaf(ds, u2f(lo | (hi << 4)), -dm);
         }
     }
 };
@@ -287,7 +290,8 @@ struct Q6_K {
         for (int l = 0; l < 32; l++) {
             const u32 lo = (byte_at(ql[l / 4], l % 4) >> lshift) & 0xf;
             const u32 hi = (byte_at(qh[l / 4], l % 4) >> hshift) & 3;
-            w[l] = (l < 16 ? d0 : d1) * (float)((int)(lo | (hi << 4)) - 32);
+            const float dd = l < 16 ? d0 : d1;
+            w[l] = fmaf(dd, u2f(lo | (hi << 4)), -32.0f * dd);
         }
     }
 };

@@ -65,7 +65,7 @@ run() {
     gzip -dc "$gz" >"$bin/$name" && chmod +x "$bin/$name"
     echo "=== $name" | tee -a "$log"
     set +e
-    "$bin/$name" --include-ignored --test-threads=1 2>&1 | tee "$out/$name.log" >>"$log"
+    "$bin/$name" --include-ignored --test-threads=1 --nocapture 2>&1 | tee "$out/$name.log" >>"$log"
     rc=${PIPESTATUS[0]}
     set -e
     res=$(grep -E '^test result:' "$out/$name.log" | tail -n1 || true)

@@ -95,6 +95,8 @@ fn upload(c: &Cuda, name: &str, dtype: DType, shape: &[usize], bytes: &[u8]) -> 
     c.upload_weight(&t, bytes).unwrap()
 }
 
+/// A random weight; past 2048 rows the first 2048 rows repeat (big tensors for timing
+/// stay cheap to make and still hold no zeros).
 fn random_weight(
     c: &Cuda,
     rng: &mut Rng,
@@ -103,13 +105,16 @@ fn random_weight(
     rows: usize,
     cols: usize,
 ) -> CudaWeight {
-    upload(
-        c,
-        name,
-        dtype,
-        &[rows, cols],
-        &weight_bytes(rng, dtype, rows, cols),
-    )
+    let head = weight_bytes(rng, dtype, rows.min(2048), cols);
+    let row_bytes = dtype.row_bytes(cols).unwrap();
+    let bytes: Vec<u8> = head
+        .chunks(row_bytes)
+        .cycle()
+        .take(rows)
+        .flatten()
+        .copied()
+        .collect();
+    upload(c, name, dtype, &[rows, cols], &bytes)
 }
 
 fn buf(c: &Cuda, data: &[f32]) -> CudaBuf {
@@ -441,5 +446,129 @@ fn tensor_core_attention_matches_f32_attention() {
             e < 1e-5,
             "head_dim {d}: tensor-core attention differs from f32: nmse {e:.3e}"
         );
+    }
+}
+
+fn median(mut v: Vec<f32>) -> f32 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median device time of `reps` calls after 3 warm-up calls; `i` says which call it is.
+fn time(c: &Cuda, reps: usize, f: &mut dyn FnMut(usize) -> lamina::Result<()>) -> f32 {
+    for i in 0..3 {
+        f(i).unwrap();
+    }
+    let t = (0..reps)
+        .map(|i| c.time_ms(&mut || f(i)).unwrap())
+        .collect();
+    let m = median(t);
+    assert!(m > 0.0, "a timing of zero");
+    m
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn performance_report() {
+    // Not a pass/fail benchmark: the speeds of the kernels that decide decode and prefill
+    // throughput on Llama-3.1-8B shapes, printed for the notes (device events, warm-up,
+    // median of repeats, weights rotated through more copies than L2 holds). It checks
+    // only that every output is finite.
+    let c = cuda();
+    let mut rng = Rng(31337);
+    println!("device: {}", c.describe());
+    println!("| matmul decode (t=1) | rows x cols | us | GB/s |");
+    println!("|---|---|---|---|");
+    let shapes = [
+        (4096, 4096),
+        (1024, 4096),
+        (14336, 4096),
+        (4096, 14336),
+        (128256, 4096),
+    ];
+    for dtype in [
+        DType::BF16,
+        DType::F16,
+        DType::Q8_0,
+        DType::Q6_K,
+        DType::Q5_0,
+        DType::Q4_K,
+        DType::Q4_0,
+    ] {
+        for &(rows, cols) in &shapes {
+            let bytes = dtype.tensor_bytes(&[rows, cols]).unwrap();
+            let copies = (400usize << 20).div_ceil(bytes).clamp(1, 8);
+            let ws: Vec<CudaWeight> = (0..copies)
+                .map(|_| random_weight(&c, &mut rng, "w", dtype, rows, cols))
+                .collect();
+            let x = buf(&c, &rng.vec(cols));
+            let out = poisoned(&c, rows);
+            let ms = time(&c, 20, &mut |i| {
+                c.op_matmul(&x, &view(&ws[i % copies], 0, rows), &out, 1, Path::Gemv)
+            });
+            assert!(c.read(&out, rows).unwrap().iter().all(|v| v.is_finite()));
+            println!(
+                "| {dtype} | {rows} x {cols} | {:.1} | {:.0} |",
+                ms * 1e3,
+                bytes as f64 / ms as f64 / 1e6
+            );
+        }
+    }
+    println!("| matmul prefill (cuBLASLt) | t x rows x cols | ms | TFLOP/s |");
+    println!("|---|---|---|---|");
+    for dtype in [DType::BF16, DType::Q8_0, DType::Q4_K] {
+        for &(rows, cols) in &shapes[..4] {
+            let t = 512;
+            let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
+            let x = buf(&c, &rng.vec(t * cols));
+            let out = poisoned(&c, t * rows);
+            let ms = time(&c, 10, &mut |_| {
+                c.op_matmul(&x, &view(&w, 0, rows), &out, t, Path::Blas)
+            });
+            assert!(c
+                .read(&out, t * rows)
+                .unwrap()
+                .iter()
+                .all(|v| v.is_finite()));
+            let flop = 2.0 * (t * rows * cols) as f64;
+            println!(
+                "| {dtype} | {t} x {rows} x {cols} | {ms:.3} | {:.0} |",
+                flop / ms as f64 / 1e9
+            );
+        }
+    }
+    println!("| attention (32 q / 8 kv heads, d 128) | rows, depth | ms | |");
+    println!("|---|---|---|---|");
+    let (heads, kvh, d) = (32usize, 8usize, 128usize);
+    for (t, depth) in [(512usize, 512usize), (4096, 4096), (1, 4096), (1, 32768)] {
+        let cache = c.alloc_cache(1, kvh, d, depth).unwrap();
+        let fill = depth.min(4096);
+        for p0 in (0..depth).step_by(fill) {
+            let pos: Vec<u32> = (p0 as u32..(p0 + fill) as u32).collect();
+            c.set_step(&vec![0; fill], &pos).unwrap();
+            let k = buf(&c, &rng.vec(fill * kvh * d));
+            c.kv_write(&cache, 0, &k, &k, fill).unwrap();
+        }
+        let pos: Vec<u32> = ((depth - t) as u32..depth as u32).collect();
+        c.set_step(&vec![0; t], &pos).unwrap();
+        let q = buf(&c, &rng.vec(t * heads * d));
+        let out = poisoned(&c, t * heads * d);
+        let ms = time(&c, 10, &mut |_| {
+            c.attention(&q, &cache, 0, &out, t, heads, 0.088)
+        });
+        assert!(c
+            .read(&out, t * heads * d)
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite()));
+        let note = if t == 1 {
+            let kv_bytes = 2 * kvh * depth * d * 2;
+            format!("{:.0} GB/s of KV", kv_bytes as f64 / ms as f64 / 1e6)
+        } else {
+            // causal: about half of t x depth scores, 4 flop per score and dimension
+            let flop = 4.0 * heads as f64 * d as f64 * (t * depth) as f64 / 2.0;
+            format!("{:.0} TFLOP/s", flop / ms as f64 / 1e9)
+        };
+        println!("| {t}, {depth} | {ms:.3} | {note} |");
     }
 }

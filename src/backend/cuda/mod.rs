@@ -234,6 +234,8 @@ pub struct Cuda {
     capturing: AtomicBool,
     /// LAMINA_CUDA_SYNC=1: synchronize after every launch and name the kernel that failed.
     sync_each: bool,
+    /// LAMINA_CUDA_ATTN=f32: prefill attention by the f32 kernel instead of tensor cores.
+    f32_attention: bool,
     info: DeviceInfo,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
@@ -331,6 +333,7 @@ impl Cuda {
             ctx_limit: Mutex::new(None),
             capturing: AtomicBool::new(false),
             sync_each: std::env::var("LAMINA_CUDA_SYNC").is_ok_and(|v| v == "1"),
+            f32_attention: std::env::var("LAMINA_CUDA_ATTN").is_ok_and(|v| v == "f32"),
             info,
             stream,
             ctx,
@@ -370,6 +373,36 @@ impl Cuda {
                 drv(e)
             ))
         })
+    }
+
+    /// Device milliseconds of the work `f` enqueues, between two events on the stream (for
+    /// benches: warm up first, repeat, take the median).
+    pub fn time_ms(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<f32> {
+        use cudarc::driver::sys::CUevent_flags;
+        self.bind()?;
+        let start = self
+            .ctx
+            .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| cuda_err("creating an event", e))?;
+        let end = self
+            .ctx
+            .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| cuda_err("creating an event", e))?;
+        start
+            .record(&self.stream)
+            .map_err(|e| cuda_err("recording an event", e))?;
+        f()?;
+        end.record(&self.stream)
+            .map_err(|e| cuda_err("recording an event", e))?;
+        end.synchronize().map_err(|e| {
+            self.err(format!(
+                "a kernel failed: {} (run with LAMINA_CUDA_SYNC=1 to name it)",
+                drv(e)
+            ))
+        })?;
+        start
+            .elapsed_ms(&end)
+            .map_err(|e| cuda_err("reading event times", e))
     }
 
     /// Fails, with the numbers and what to change, when `need_bytes` more device memory

@@ -12,6 +12,8 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::sys as nv;
 use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Headers the kernels include, handed to NVRTC by name (no include path needed).
@@ -411,6 +413,55 @@ fn program_log(prog: nv::nvrtcProgram) -> String {
         .to_string()
 }
 
+/// Where compiled kernels are kept between runs: $LAMINA_CACHE/cuda-kernels, else
+/// $XDG_CACHE_HOME/lamina/cuda-kernels, else ~/.cache/lamina/cuda-kernels.
+fn kernel_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("LAMINA_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("lamina")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/lamina")))?;
+    Some(base.join("cuda-kernels"))
+}
+
+/// `compile`, through the on-disk cache. The key hashes everything the output depends
+/// on (sources, defines, target, NVRTC version), so a stale entry is never hit; a cache
+/// that cannot be read or written only costs a compilation.
+fn cached_compile(v: &Variant, target: Target) -> Result<Vec<u8>> {
+    let (_, version) = libs::load_nvrtc()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (v, format!("{target:?}"), version).hash(&mut h);
+    for (name, text) in SOURCES.iter().chain(HEADERS) {
+        if *name == v.file || HEADERS.iter().any(|x| x.0 == *name) {
+            (name, text).hash(&mut h);
+        }
+    }
+    let stem = v.file.trim_end_matches(".cu");
+    let file = kernel_cache_dir().map(|d| d.join(format!("{stem}-{:016x}.bin", h.finish())));
+    if let Some(f) = &file {
+        if let Ok(bytes) = std::fs::read(f) {
+            if !bytes.is_empty() {
+                return Ok(bytes);
+            }
+        }
+    }
+    let compiled = compile(v, target, false)?;
+    if let Some(f) = &file {
+        // Written under a temporary name and renamed, so a reader never sees half a file.
+        let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+        let saved = f
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .and_then(|_| std::fs::write(&tmp, &compiled.image))
+            .and_then(|_| std::fs::rename(&tmp, f));
+        if let Err(e) = saved {
+            tracing::debug!("cuda: not caching {}: {e}", f.display());
+            std::fs::remove_file(&tmp).ok();
+        }
+    }
+    Ok(compiled.image)
+}
+
 /// Compiled modules and their functions on one device.
 pub struct Modules {
     ctx: Arc<CudaContext>,
@@ -448,11 +499,11 @@ impl Modules {
             Some(m) => m.clone(),
             None => {
                 let t0 = std::time::Instant::now();
-                let compiled = compile(v, self.target, false)?;
+                let image = cached_compile(v, self.target)?;
                 let image = match self.target {
-                    Target::Sm(_) => cudarc::nvrtc::Ptx::from_binary(compiled.image),
+                    Target::Sm(_) => cudarc::nvrtc::Ptx::from_binary(image),
                     Target::Compute(_) => {
-                        let text = CStr::from_bytes_until_nul(&compiled.image)
+                        let text = CStr::from_bytes_until_nul(&image)
                             .map_err(|e| Error::backend("cuda", e))?
                             .to_string_lossy()
                             .into_owned();

@@ -535,7 +535,8 @@ impl Cuda {
             d as i32,
             cache.max_ctx as i32,
         );
-        if !split && path == AttnPath::Auto && nvrtc::MMA_HEAD_DIMS.contains(&d) {
+        let mma = path == AttnPath::Auto && !self.f32_attention;
+        if !split && mma && nvrtc::MMA_HEAD_DIMS.contains(&d) {
             if heads > 65535 {
                 return Err(self.err(format!("attention: {heads} heads")));
             }
