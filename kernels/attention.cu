@@ -47,6 +47,9 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u16* __r
         }
         kmax_s = (int)min(mx, (u32)max_ctx);
     }
+    // A position past the cache has no keys: its output is NaN (the host refuses such
+    // positions before a direct launch; this catches a replayed graph fed one).
+    const bool bad = active && pos[row] >= (u32)max_ctx;
     const int my_pos = active ? (int)min(pos[row], (u32)max_ctx - 1) : -1;
     for (int c = lane; c < d; c += WARP) Qs[warp * d + c] = active ? q[((i64)row * heads + qh) * d + c] : 0.0f;
     __syncthreads();
@@ -121,7 +124,7 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u16* __r
     if (!active) return;
     if (nsplit == 1) {
         // l > 0 always: a row sees at least its own position. NaN if not (bad positions).
-        const float inv = l > 0.0f ? 1.0f / l : NAN_F32;
+        const float inv = l > 0.0f && !bad ? 1.0f / l : NAN_F32;
         float* dst = out + ((i64)row * heads + qh) * d;
 #pragma unroll
         for (int i = 0; i < MAX_D / WARP; i++) {
@@ -133,11 +136,11 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u16* __r
 #pragma unroll
         for (int i = 0; i < MAX_D / WARP; i++) {
             const int c = lane + WARP * i;
-            if (c < d) pp[c] = o[i];
+            if (c < d) pp[c] = bad ? NAN_F32 : o[i];
         }
         if (lane == 0) {
-            pp[d] = m;
-            pp[d + 1] = l;
+            pp[d] = bad ? 0.0f : m;  // a NaN l and o make the combined row NaN
+            pp[d + 1] = bad ? NAN_F32 : l;
         }
     }
 }
@@ -215,6 +218,7 @@ extern "C" __global__ void __launch_bounds__(128)
     // A row past t sees no key (all masked) and is not written.
     const int p0 = r0 < t ? (int)min(pos[r0], (u32)max_ctx - 1) : -1;
     const int p1 = r1 < t ? (int)min(pos[r1], (u32)max_ctx - 1) : -1;
+    const bool bad0 = r0 < t && pos[r0] >= (u32)max_ctx, bad1 = r1 < t && pos[r1] >= (u32)max_ctx;
 
     if (threadIdx.x == 0) {
         u32 mx = 0;
@@ -344,7 +348,8 @@ extern "C" __global__ void __launch_bounds__(128)
         l0 += __shfl_xor_sync(FULL_MASK, l0, off);
         l1 += __shfl_xor_sync(FULL_MASK, l1, off);
     }
-    const float i0 = l0 > 0.0f ? 1.0f / l0 : NAN_F32, i1 = l1 > 0.0f ? 1.0f / l1 : NAN_F32;
+    const float i0 = l0 > 0.0f && !bad0 ? 1.0f / l0 : NAN_F32;
+    const float i1 = l1 > 0.0f && !bad1 ? 1.0f / l1 : NAN_F32;
 #pragma unroll
     for (int nd = 0; nd < HEAD_DIM / 8; nd++) {
         const int c = 8 * nd + 2 * tig;

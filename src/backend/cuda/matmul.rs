@@ -103,6 +103,11 @@ impl Cuda {
         }
         self.need_len("matmul x", x, t * cols)?;
         self.need_len("matmul out", out, t * rows)?;
+        if x.ptr() == out.ptr() {
+            return Err(
+                self.err("matmul: out must not be x (every row of x is read while out is written)")
+            );
+        }
         let base = wt.ptr() + (w.row0 * row_bytes) as u64;
         // cuBLASLt gets shapes its tensor-core kernels take: 16-byte aligned rows of W and x
         // and an output row stride of whole 16 bytes. Anything else runs matmul_gemv over

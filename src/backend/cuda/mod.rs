@@ -11,10 +11,17 @@
 //!   f16's range in these models). Layout per layer [kv_heads][max_ctx][head_dim].
 //! - `set_step` places ids and positions on the device; every op reads them from there, so a
 //!   decode step is the same launches each time and `record` replays it as a CUDA graph.
+//! - matmul: `matmul_gemv` for up to 8 tokens (decode), cuBLASLt for more (matmul.rs).
+//!   Attention: tensor cores for prefill (head sizes 64/80/96/128), an f32 flash kernel
+//!   otherwise, split over the keys for decode rows (ops.rs, kernels/attention.cu).
 //! - Fusions: SwiGLU is one kernel (silu(gate) * up). Norm-into-matmul and rope-into-attention
 //!   would need trait ops that fuse them; in decode the separate element-wise kernels move a
 //!   few hidden-size vectors (KBs) against the weights' GBs, and graphs remove their launch
 //!   gaps, so they are not fused.
+//! - Environment: LAMINA_CUDA_SYNC=1 synchronizes after every launch and names a kernel that
+//!   faults; LAMINA_CUDA_ATTN=f32 keeps prefill attention off tensor cores; compiled kernels
+//!   are cached in $LAMINA_CACHE/cuda-kernels (default ~/.cache/lamina/cuda-kernels);
+//!   LAMINA_NVRTC_DIR names a pip install of NVRTC (libs.rs lists every folder searched).
 
 pub mod blas;
 pub mod graph;
@@ -48,8 +55,8 @@ pub(crate) fn cuda_err(what: impl std::fmt::Display, e: DriverError) -> Error {
     Error::backend("cuda", format!("{what}: {}", drv(e)))
 }
 
-/// Device memory owned by the backend (cuMemAlloc; freed synchronously on drop, so nothing
-/// in flight still uses it).
+/// Device memory owned by the backend (cuMemAlloc). Drop waits for the device before the
+/// free, so no kernel still in flight can touch freed memory.
 pub struct DevMem {
     ptr: u64,
     bytes: usize,
@@ -95,6 +102,9 @@ impl Drop for DevMem {
         if let Err(e) = self.ctx.bind_to_thread() {
             tracing::warn!("cuda: freeing device memory: {}", drv(e));
             return;
+        }
+        if let Err(e) = self.ctx.synchronize() {
+            tracing::warn!("cuda: waiting for the device before a free: {}", drv(e));
         }
         // SAFETY: ptr came from malloc_sync and is freed once.
         if let Err(e) = unsafe { dr::free_sync(self.ptr) } {
@@ -229,8 +239,10 @@ pub struct Cuda {
     scratch: Mutex<matmul::Scratch>,
     step: Mutex<Step>,
     staging: Mutex<upload::Staging>,
-    /// The smallest max_ctx of the caches allocated so far: positions past it are refused.
-    ctx_limit: Mutex<Option<usize>>,
+    /// The largest max_ctx of the caches allocated so far: set_step refuses positions past
+    /// it. Ops check positions against their own cache on direct launches; in a replayed
+    /// graph kv_write skips a position past its cache and attention writes NaN for it.
+    ctx_max: Mutex<Option<usize>>,
     capturing: AtomicBool,
     /// LAMINA_CUDA_SYNC=1: synchronize after every launch and name the kernel that failed.
     sync_each: bool,
@@ -330,7 +342,7 @@ impl Cuda {
             scratch: Mutex::new(matmul::Scratch::default()),
             step: Mutex::new(step),
             staging: Mutex::new(upload::Staging::default()),
-            ctx_limit: Mutex::new(None),
+            ctx_max: Mutex::new(None),
             capturing: AtomicBool::new(false),
             sync_each: std::env::var("LAMINA_CUDA_SYNC").is_ok_and(|v| v == "1"),
             f32_attention: std::env::var("LAMINA_CUDA_ATTN").is_ok_and(|v| v == "f32"),

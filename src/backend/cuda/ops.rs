@@ -150,7 +150,7 @@ impl Cuda {
                 positions.len()
             )));
         }
-        if let Some(limit) = *self.lock(&self.ctx_limit)? {
+        if let Some(limit) = *self.lock(&self.ctx_max)? {
             if let Some(&p) = positions.iter().find(|&&p| p as usize >= limit) {
                 return Err(Error::Input(format!(
                     "position {p} is past the KV cache ({limit} positions): raise --ctx-size or \
@@ -232,8 +232,8 @@ impl Cuda {
             dr::memset_d8_async(v.ptr(), 0, bytes, self.stream.cu_stream())
                 .map_err(|e| cuda_err("clearing the KV cache", e))?;
         }
-        let mut limit = self.lock(&self.ctx_limit)?;
-        *limit = Some(limit.map_or(max_ctx, |l| l.min(max_ctx)));
+        let mut limit = self.lock(&self.ctx_max)?;
+        *limit = Some(limit.map_or(max_ctx, |l| l.max(max_ctx)));
         Ok(CudaCache {
             k,
             v,
