@@ -204,7 +204,7 @@ __device__ __forceinline__ void ldmatrix_x4_trans(u32* r, const u16* p) {
                  : "r"((u32)s));
 }
 
-extern "C" __global__ void __launch_bounds__(128)
+extern "C" __global__ void __launch_bounds__(128, 2)
     attention_mma(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
                   const u32* __restrict__ pos, float* __restrict__ out, int t, int heads, int kv_heads,
                   int max_ctx, float scale) {

@@ -22,19 +22,8 @@ pub enum Error {
     Model(String),
 
     /// A tensor whose dtype has no kernel for the op that needs it on the chosen backend.
-    #[error(
-        "tensor '{tensor}' has dtype {dtype}, which the {backend} backend ({device}) cannot run \
-         for op {op}; {backend} supports {op} for: {supported}. {suggestion}"
-    )]
-    UnsupportedDtype {
-        tensor: String,
-        dtype: DType,
-        op: String,
-        backend: String,
-        device: String,
-        supported: String,
-        suggestion: String,
-    },
+    #[error("{0}")]
+    UnsupportedDtype(Box<Unsupported>),
 
     /// A backend that is not present on this build or machine.
     #[error("backend {backend} is not available: {reason}")]
@@ -53,6 +42,37 @@ pub enum Error {
     /// Bad arguments or input from the user (prompt too long, bad flag value).
     #[error("{0}")]
     Input(String),
+}
+
+/// The facts of an unsupported-dtype refusal (boxed: it is large and rare).
+#[derive(Debug, Clone)]
+pub struct Unsupported {
+    pub tensor: String,
+    pub dtype: DType,
+    pub op: String,
+    pub backend: String,
+    pub device: String,
+    pub supported: String,
+    pub suggestion: String,
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "tensor '{}' has dtype {}, which the {} backend ({}) cannot run for op {}; {} \
+             supports {} for: {}. {}",
+            self.tensor,
+            self.dtype,
+            self.backend,
+            self.device,
+            self.op,
+            self.backend,
+            self.op,
+            self.supported,
+            self.suggestion
+        )
+    }
 }
 
 impl Error {

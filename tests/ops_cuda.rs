@@ -7,6 +7,7 @@
 //! cuBLASLt, a replayed CUDA graph against direct launches, split decode attention against
 //! single-pass attention.
 
+use lamina::backend::cases;
 use lamina::backend::cuda::matmul::Path;
 use lamina::backend::cuda::ops::AttnPath;
 use lamina::backend::cuda::{nvrtc, Cuda, CudaBuf, CudaCache, CudaWeight};
@@ -150,6 +151,22 @@ fn view(w: &CudaWeight, row0: usize, rows: usize) -> WeightView<'_, CudaWeight> 
         scale: None,
         zero: None,
     }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn ops_cuda_match_reference() {
+    // The per-op case table (src/backend/cases.rs) on CUDA against the reference backend.
+    let c = cuda();
+    let results = cases::run_all(&c);
+    let s = cases::summarize(&results);
+    println!("{}", s.report);
+    assert_eq!(
+        s.skipped, 0,
+        "CUDA skipped cases its support table should cover"
+    );
+    assert!(s.ok(), "CUDA conformance failed:\n{}", s.report);
+    assert_eq!(s.passed, cases::cases().len());
 }
 
 #[test]

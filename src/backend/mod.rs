@@ -6,7 +6,9 @@
 //! kernels read that dtype directly. An op's name here is also its shader file
 //! (`shaders/<op>*.wgsl`), its kernel file (`kernels/<op>*.cu`) and its test cases.
 
+pub mod cases;
 pub mod cuda;
+pub mod reference;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -101,19 +103,21 @@ impl SupportTable {
                 t.dtype
             )
         };
-        Err(Error::UnsupportedDtype {
-            tensor: t.name.clone(),
-            dtype: t.dtype,
-            op: op.name().to_string(),
-            backend: backend.to_string(),
-            device: device.to_string(),
-            supported: if list.is_empty() {
-                "nothing".into()
-            } else {
-                list
+        Err(Error::UnsupportedDtype(Box::new(
+            crate::error::Unsupported {
+                tensor: t.name.clone(),
+                dtype: t.dtype,
+                op: op.name().to_string(),
+                backend: backend.to_string(),
+                device: device.to_string(),
+                supported: if list.is_empty() {
+                    "nothing".into()
+                } else {
+                    list
+                },
+                suggestion,
             },
-            suggestion,
-        })
+        )))
     }
 }
 
@@ -151,6 +155,7 @@ pub struct MemInfo {
 /// Each step starts with `set_step`, which places the step's token ids and positions on the
 /// device; `embedding`, `rope`, `kv_write` and `attention` read them from there, so a decode
 /// step issues the same launches every time (a CUDA graph can replay it).
+#[allow(clippy::too_many_arguments)]
 pub trait Backend {
     /// A device buffer of f32.
     type Buf;
@@ -166,6 +171,8 @@ pub trait Backend {
     fn memory(&self) -> Option<MemInfo> {
         None
     }
+    /// Bytes of device memory this backend's live buffers, weights and caches hold.
+    fn allocated_bytes(&self) -> u64;
 
     /// Uploads a tensor's bytes unchanged (its dtype and shape from `t`).
     fn upload_weight(&self, t: &TensorInfo, bytes: &[u8]) -> Result<Self::Weight>;
@@ -215,7 +222,6 @@ pub trait Backend {
     fn add_bias(&self, x: &Self::Buf, bias: &Self::Weight, t: usize, n: usize) -> Result<()>;
     /// Rotates each head of x in place by angle position * inv_freq[i], with cos and sin
     /// multiplied by `scale` (longrope's attention factor; 1 otherwise).
-    #[allow(clippy::too_many_arguments)]
     fn rope(
         &self,
         x: &Self::Buf,

@@ -2,6 +2,8 @@
 //! Tensors get canonical names (GGUF's naming: `blk.N.attn_q.weight`) whatever the file used.
 
 pub mod gguf;
+pub mod names;
+pub mod safetensors;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -57,6 +59,25 @@ pub struct WeightStore {
 }
 
 impl WeightStore {
+    /// A `.gguf` file, a `.safetensors` file, or a folder of safetensors (single or sharded).
+    pub fn open(path: &Path) -> Result<WeightStore> {
+        if path.is_dir() {
+            return safetensors::open_dir(path);
+        }
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("gguf") => gguf::open(path),
+            Some("safetensors") => safetensors::open_files(&[path.to_path_buf()], None),
+            Some("json") if path.ends_with(safetensors::INDEX_FILE) => {
+                safetensors::open_sharded(path)
+            }
+            _ if !path.exists() => Err(Error::Input(format!("{} does not exist", path.display()))),
+            _ => Err(Error::Input(format!(
+                "{} is not a .gguf or .safetensors file nor a model folder",
+                path.display()
+            ))),
+        }
+    }
+
     /// The bytes of a tensor, borrowed from the memory map.
     pub fn bytes(&self, t: &TensorInfo) -> &[u8] {
         &self.maps[t.file][t.offset..t.offset + t.len]

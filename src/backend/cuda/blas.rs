@@ -1,5 +1,6 @@
 //! cuBLASLt for the prefill products: out[t, m] (f32) = x[t, k] . W[m, k]^T with W and x in
-//! f16, bf16 or f32, accumulation and output in f32.
+//! f16, bf16 or f32, accumulation and output in f32; or both int8 with int32 accumulation
+//! and output (W8A8, scaled afterwards by matmul_i8_scale).
 //!
 //! cuBLASLt is column-major. Our row-major W [m, k] is a column-major k x m matrix (ld k),
 //! x [t, k] is k x t (ld k) and out [t, m] is m x t (ld = the output's row stride). So
@@ -11,6 +12,7 @@ use cudarc::cublaslt::sys as lt;
 use cudarc::driver::{CudaContext, CudaStream};
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// Element type of an operand.
@@ -19,6 +21,8 @@ pub enum Elem {
     F32,
     F16,
     BF16,
+    /// int8 operands: int32 accumulation and output.
+    I8,
 }
 
 impl Elem {
@@ -27,12 +31,14 @@ impl Elem {
             Elem::F32 => lt::cudaDataType::CUDA_R_32F,
             Elem::F16 => lt::cudaDataType::CUDA_R_16F,
             Elem::BF16 => lt::cudaDataType::CUDA_R_16BF,
+            Elem::I8 => lt::cudaDataType::CUDA_R_8I,
         }
     }
     pub fn bytes(self) -> usize {
         match self {
             Elem::F32 => 4,
             Elem::F16 | Elem::BF16 => 2,
+            Elem::I8 => 1,
         }
     }
 }
@@ -50,7 +56,7 @@ pub struct Gemm {
     pub a_elem: Elem,
     pub b: u64,
     pub b_elem: Elem,
-    /// f32 output, row stride `ldd` floats.
+    /// Output (f32; int32 for int8 operands), row stride `ldd` elements.
     pub d: u64,
     pub ldd: usize,
 }
@@ -127,12 +133,17 @@ impl Drop for Blas {
 const MAX_PLANS: usize = 512;
 
 impl Blas {
-    pub fn new(ctx: &Arc<CudaContext>, stream: &Arc<CudaStream>, cc_major: u32) -> Result<Blas> {
+    pub fn new(
+        ctx: &Arc<CudaContext>,
+        live: &Arc<AtomicU64>,
+        stream: &Arc<CudaStream>,
+        cc_major: u32,
+    ) -> Result<Blas> {
         ctx.bind_to_thread()
             .map_err(|e| cuda_err("binding the context", e))?;
         // NVIDIA's recommendation: 32 MiB of workspace on Hopper, 4 MiB before.
         let ws = if cc_major >= 9 { 32 << 20 } else { 4 << 20 };
-        let workspace = DevMem::new(ctx, ws)?;
+        let workspace = DevMem::new(ctx, live, ws)?;
         let mut handle: lt::cublasLtHandle_t = std::ptr::null_mut();
         // SAFETY: valid out-pointer.
         check("create", unsafe { lt::cublasLtCreate(&mut handle) })?;
@@ -183,14 +194,22 @@ impl Blas {
             })?;
             Ok(l)
         };
-        let mut desc: lt::cublasLtMatmulDesc_t = std::ptr::null_mut();
-        // SAFETY: valid out-pointer.
-        check("matmul descriptor", unsafe {
-            lt::cublasLtMatmulDescCreate(
-                &mut desc,
+        let int8 = key.a_elem == Elem::I8;
+        let (compute, acc) = if int8 {
+            (
+                lt::cublasComputeType_t::CUBLAS_COMPUTE_32I,
+                lt::cudaDataType::CUDA_R_32I,
+            )
+        } else {
+            (
                 lt::cublasComputeType_t::CUBLAS_COMPUTE_32F,
                 lt::cudaDataType::CUDA_R_32F,
             )
+        };
+        let mut desc: lt::cublasLtMatmulDesc_t = std::ptr::null_mut();
+        // SAFETY: valid out-pointer.
+        check("matmul descriptor", unsafe {
+            lt::cublasLtMatmulDescCreate(&mut desc, compute, acc)
         })?;
         // The plan owns every handle from here on, so an early return frees them.
         let mut plan = Plan {
@@ -224,7 +243,16 @@ impl Blas {
         }
         plan.a = layout(key.a_elem, key.k, key.m, key.k)?;
         plan.b = layout(key.b_elem, key.k, key.n, key.k)?;
-        plan.d = layout(Elem::F32, key.m, key.n, key.ldd)?;
+        let d_layout =
+            |rows: usize, cols: usize, ld: usize| -> Result<lt::cublasLtMatrixLayout_t> {
+                let mut l: lt::cublasLtMatrixLayout_t = std::ptr::null_mut();
+                // SAFETY: valid out-pointer.
+                check("layout", unsafe {
+                    lt::cublasLtMatrixLayoutCreate(&mut l, acc, rows as u64, cols as u64, ld as i64)
+                })?;
+                Ok(l)
+            };
+        plan.d = d_layout(key.m, key.n, key.ldd)?;
 
         let mut pref: lt::cublasLtMatmulPreference_t = std::ptr::null_mut();
         // SAFETY: valid out-pointer.
@@ -307,19 +335,24 @@ impl Blas {
         let ws = (self.workspace.ptr(), self.workspace.bytes());
         let stream = self.stream.cu_stream() as lt::cudaStream_t;
         let plan = self.plan(g)?;
-        let (alpha, beta) = (1.0f32, 0.0f32);
+        // alpha and beta have the scale type: int32 for int8 products, f32 otherwise.
+        let (alpha, beta): ([u8; 4], [u8; 4]) = if g.a_elem == Elem::I8 {
+            (1i32.to_ne_bytes(), 0i32.to_ne_bytes())
+        } else {
+            (1f32.to_ne_bytes(), 0f32.to_ne_bytes())
+        };
         // SAFETY: the caller checked that a, b and d hold the m x k, k x n and m x n (ld ldd)
         // matrices; the plan's descriptors describe exactly those.
         check("matmul", unsafe {
             lt::cublasLtMatmul(
                 handle,
                 plan.desc,
-                &alpha as *const f32 as *const c_void,
+                alpha.as_ptr() as *const c_void,
                 g.a as *const c_void,
                 plan.a,
                 g.b as *const c_void,
                 plan.b,
-                &beta as *const f32 as *const c_void,
+                beta.as_ptr() as *const c_void,
                 g.d as *const c_void,
                 plan.d,
                 g.d as *mut c_void,

@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::weights::TensorInfo;
 use cudarc::driver::sys::CUdevice_attribute as Attr;
 use cudarc::driver::{result as dr, CudaContext, CudaStream, DriverError};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub(crate) fn drv(e: DriverError) -> String {
@@ -61,10 +61,16 @@ pub struct DevMem {
     ptr: u64,
     bytes: usize,
     ctx: Arc<CudaContext>,
+    /// The backend's count of live bytes (`allocated_bytes`).
+    live: Arc<AtomicU64>,
 }
 
 impl DevMem {
-    pub(crate) fn new(ctx: &Arc<CudaContext>, bytes: usize) -> Result<DevMem> {
+    pub(crate) fn new(
+        ctx: &Arc<CudaContext>,
+        live: &Arc<AtomicU64>,
+        bytes: usize,
+    ) -> Result<DevMem> {
         ctx.bind_to_thread()
             .map_err(|e| cuda_err("binding the context", e))?;
         // SAFETY: plain allocation; a zero-byte request is made one byte.
@@ -81,10 +87,12 @@ impl DevMem {
                 ),
             )
         })?;
+        live.fetch_add(bytes as u64, Ordering::Relaxed);
         Ok(DevMem {
             ptr,
             bytes,
             ctx: ctx.clone(),
+            live: live.clone(),
         })
     }
 
@@ -99,6 +107,7 @@ impl DevMem {
 
 impl Drop for DevMem {
     fn drop(&mut self) {
+        self.live.fetch_sub(self.bytes as u64, Ordering::Relaxed);
         if let Err(e) = self.ctx.bind_to_thread() {
             tracing::warn!("cuda: freeing device memory: {}", drv(e));
             return;
@@ -249,6 +258,8 @@ pub struct Cuda {
     /// LAMINA_CUDA_ATTN=f32: prefill attention by the f32 kernel instead of tensor cores.
     f32_attention: bool,
     info: DeviceInfo,
+    /// Bytes of every live DevMem of this backend.
+    live: Arc<AtomicU64>,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
 }
@@ -319,10 +330,11 @@ impl Cuda {
         let stream = ctx
             .new_stream()
             .map_err(|e| cuda_err("creating a stream", e))?;
-        let blas = blas::Blas::new(&ctx, &stream, info.compute.0)?;
+        let live = Arc::new(AtomicU64::new(0));
+        let blas = blas::Blas::new(&ctx, &live, &stream, info.compute.0)?;
         let step = Step {
-            ids: DevMem::new(&ctx, STEP_CAP0 * 4)?,
-            pos: DevMem::new(&ctx, STEP_CAP0 * 4)?,
+            ids: DevMem::new(&ctx, &live, STEP_CAP0 * 4)?,
+            pos: DevMem::new(&ctx, &live, STEP_CAP0 * 4)?,
             cap: STEP_CAP0,
             host_ids: Vec::new(),
             host_pos: Vec::new(),
@@ -347,6 +359,7 @@ impl Cuda {
             sync_each: std::env::var("LAMINA_CUDA_SYNC").is_ok_and(|v| v == "1"),
             f32_attention: std::env::var("LAMINA_CUDA_ATTN").is_ok_and(|v| v == "f32"),
             info,
+            live,
             stream,
             ctx,
         })
@@ -359,6 +372,11 @@ impl Cuda {
     /// The device in words, for `inspect` and messages.
     pub fn describe(&self) -> String {
         self.info.describe()
+    }
+
+    /// Device memory counted in `allocated_bytes`.
+    pub(crate) fn dev_mem(&self, bytes: usize) -> Result<DevMem> {
+        DevMem::new(&self.ctx, &self.live, bytes)
     }
 
     pub(crate) fn err(&self, msg: impl std::fmt::Display) -> Error {
@@ -481,6 +499,10 @@ impl Backend for Cuda {
         })
     }
 
+    fn allocated_bytes(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
     fn upload_weight(&self, t: &TensorInfo, bytes: &[u8]) -> Result<CudaWeight> {
         self.upload(t, bytes)
     }
@@ -490,7 +512,7 @@ impl Backend for Cuda {
             .checked_mul(4)
             .ok_or_else(|| self.err(format!("buffer of {len} floats overflows")))?;
         Ok(CudaBuf {
-            mem: DevMem::new(&self.ctx, bytes)?,
+            mem: self.dev_mem(bytes)?,
             len,
         })
     }
@@ -626,11 +648,21 @@ impl Backend for Cuda {
 
 /// What the CUDA backend runs: weight dtypes per weight-reading op. Also answers `inspect`
 /// on a machine without a GPU (it needs no device).
+/// Weightless ops are listed with F32 (their activations), as the case table expects.
 pub fn support_table() -> SupportTable {
+    let mut matmul = nvrtc::MATMUL_DTYPES.to_vec();
+    matmul.push(DType::I8);
+    let f32_only: &[DType] = &[DType::F32];
     SupportTable::new(&[
         (Op::Embedding, nvrtc::MATMUL_DTYPES),
-        (Op::Matmul, nvrtc::MATMUL_DTYPES),
+        (Op::Matmul, &matmul),
         (Op::RmsNorm, nvrtc::VECTOR_DTYPES),
         (Op::AddBias, nvrtc::VECTOR_DTYPES),
+        (Op::Rope, f32_only),
+        (Op::KvWrite, f32_only),
+        (Op::Attention, f32_only),
+        (Op::Swiglu, f32_only),
+        (Op::Add, f32_only),
+        (Op::Copy, f32_only),
     ])
 }

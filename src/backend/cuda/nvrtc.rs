@@ -36,6 +36,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ),
     ("kv_write.cu", include_str!("../../../kernels/kv_write.cu")),
     ("matmul.cu", include_str!("../../../kernels/matmul.cu")),
+    (
+        "matmul_i8.cu",
+        include_str!("../../../kernels/matmul_i8.cu"),
+    ),
     ("rms_norm.cu", include_str!("../../../kernels/rms_norm.cu")),
     ("rope.cu", include_str!("../../../kernels/rope.cu")),
     ("swiglu.cu", include_str!("../../../kernels/swiglu.cu")),
@@ -136,6 +140,21 @@ impl Variant {
         })
     }
 
+    /// matmul_i8.cu (W8A8) for the dtype of the per-row scales; `vec16` when weight rows
+    /// are whole 16-byte vectors.
+    pub fn matmul_i8(scale_dtype: DType, vec16: bool) -> Result<Variant> {
+        check_dtype(scale_dtype, VECTOR_DTYPES, "int8 weight scale")?;
+        let mut defines = vec![format!("SFMT={scale_dtype}")];
+        if vec16 {
+            defines.push("VEC16".into());
+        }
+        Ok(Variant {
+            file: "matmul_i8.cu",
+            defines,
+            entries: &["matmul_i8_quantize", "matmul_i8_gemv", "matmul_i8_scale"],
+        })
+    }
+
     pub fn embedding(dtype: DType) -> Result<Variant> {
         check_dtype(dtype, MATMUL_DTYPES, "embedding")?;
         Ok(Variant {
@@ -204,6 +223,8 @@ pub fn all_variants() -> Vec<Variant> {
     for &d in VECTOR_DTYPES {
         v.push(Variant::rms_norm(d).expect("listed dtype"));
         v.push(Variant::add_bias(d).expect("listed dtype"));
+        v.push(Variant::matmul_i8(d, false).expect("listed dtype"));
+        v.push(Variant::matmul_i8(d, true).expect("listed dtype"));
     }
     v.push(Variant::plain("add.cu", &["add"]));
     v.push(Variant::plain("swiglu.cu", &["swiglu"]));

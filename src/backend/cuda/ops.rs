@@ -2,7 +2,7 @@
 //! kernel of `kernels/<op>.cu`. A check that fails is an error before anything is enqueued.
 
 use super::nvrtc::{self, Variant};
-use super::{cuda_err, drv, Cuda, CudaBuf, CudaCache, CudaWeight, DevMem};
+use super::{cuda_err, drv, Cuda, CudaBuf, CudaCache, CudaWeight};
 use crate::backend::RopeLayout;
 use crate::error::{Error, Result};
 use cudarc::driver::result as dr;
@@ -168,8 +168,8 @@ impl Cuda {
             drop(s);
             self.invalidate_graphs("step buffers grow")?;
             s = self.lock(&self.step)?;
-            s.ids = DevMem::new(&self.ctx, cap * 4)?;
-            s.pos = DevMem::new(&self.ctx, cap * 4)?;
+            s.ids = self.dev_mem(cap * 4)?;
+            s.pos = self.dev_mem(cap * 4)?;
             s.cap = cap;
         }
         self.bind()?;
@@ -220,9 +220,9 @@ impl Cuda {
             .min(max_ctx.div_ceil(256))
             .max(1);
         let part_len = SPLIT_ROWS * kv_heads * SPLIT_GROUP * nsplit * (head_dim + 2);
-        let k = DevMem::new(&self.ctx, bytes)?;
-        let v = DevMem::new(&self.ctx, bytes)?;
-        let part = DevMem::new(&self.ctx, part_len * 4)?;
+        let k = self.dev_mem(bytes)?;
+        let v = self.dev_mem(bytes)?;
+        let part = self.dev_mem(part_len * 4)?;
         self.bind()?;
         // Zeroed so that nothing a kernel might read is ever uninitialized.
         // SAFETY: both allocations hold `bytes`.

@@ -1,7 +1,7 @@
 //! Weight upload: bytes from the memory map, unchanged, through two pinned staging buffers
 //! (one fills while the other's copy runs), and the load rate.
 
-use super::{cuda_err, Cuda, CudaWeight, DevMem};
+use super::{cuda_err, Cuda, CudaWeight};
 use crate::error::Result;
 use crate::weights::TensorInfo;
 use cudarc::driver::result as dr;
@@ -87,7 +87,7 @@ impl Cuda {
         if self.is_capturing() {
             return Err(self.err("weight upload inside a recorded step"));
         }
-        let mem = DevMem::new(&self.ctx, bytes.len() + PAD)?;
+        let mem = self.dev_mem(bytes.len() + PAD)?;
         let stream = self.stream.cu_stream();
         let mut s = self.lock(&self.staging)?;
         self.staging_buffers(&mut s)?;

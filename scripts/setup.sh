@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# One-time set-up of a fresh Debian/Ubuntu machine for lamina: the Vulkan loader and Mesa's
+# lavapipe (a CPU Vulkan driver, so the wgpu backend runs without a GPU), Python packages the
+# test-model script needs, NVRTC for the CUDA kernel compile check, and the test data.
+# Safe to re-run: every step reuses what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+if ! ldconfig -p | grep -q libvulkan.so.1 || ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+python3 -c 'import numpy, safetensors' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check numpy safetensors
+scripts/fetch_testdata.sh >/dev/null
