@@ -206,7 +206,38 @@ fn gemv_and_cublaslt_agree() {
             );
         }
     }
-    eprintln!("{}", report.join("\n"));
+    // I8 (W8A8): dp4a GEMV and cuBLASLt int8 add the same integers; only the final f32
+    // scaling may round differently.
+    let w = random_weight(&c, &mut rng, "w", DType::I8, rows, cols);
+    let scales: Vec<u8> = (0..rows)
+        .flat_map(|_| half::bf16::from_f32(0.01 * (1.0 + rng.f().abs())).to_le_bytes())
+        .collect();
+    let scale = upload(&c, "w.scale", DType::BF16, &[rows, 1], &scales);
+    let zeros: Vec<u8> = (0..rows).map(|_| (rng.next() % 9) as u8).collect();
+    let zero = upload(&c, "w.zero", DType::I8, &[rows, 1], &zeros);
+    for t in [1, 8, 40] {
+        let x = buf(&c, &rng.vec(t * cols));
+        let v = |w| WeightView {
+            w,
+            row0,
+            rows: vrows,
+            cols,
+            scale: Some(&scale),
+            zero: Some(&zero),
+        };
+        let (a, b) = (poisoned(&c, t * vrows), poisoned(&c, t * vrows));
+        c.op_matmul(&x, &v(&w), &a, t, Path::Gemv).unwrap();
+        c.op_matmul(&x, &v(&w), &b, t, Path::Blas).unwrap();
+        let e = nmse(
+            &c.read(&b, t * vrows).unwrap(),
+            &c.read(&a, t * vrows).unwrap(),
+        );
+        eprintln!("I8 t={t}: nmse {e:.2e}");
+        assert!(
+            e < 1e-12,
+            "I8 t={t}: dp4a and cuBLASLt int8 differ: nmse {e:.3e}"
+        );
+    }
 }
 
 #[test]
@@ -530,6 +561,37 @@ fn performance_report() {
                 bytes as f64 / ms as f64 / 1e6
             );
         }
+    }
+    for &(rows, cols) in &shapes {
+        // W8A8: int8 weights, bf16 per-row scales, activations quantized per token.
+        let bytes = rows * cols;
+        let copies = (400usize << 20).div_ceil(bytes).clamp(1, 8);
+        let ws: Vec<CudaWeight> = (0..copies)
+            .map(|_| random_weight(&c, &mut rng, "w", DType::I8, rows, cols))
+            .collect();
+        let scales: Vec<u8> = (0..rows)
+            .flat_map(|_| half::bf16::from_f32(0.01).to_le_bytes())
+            .collect();
+        let scale = upload(&c, "w.scale", DType::BF16, &[rows, 1], &scales);
+        let x = buf(&c, &rng.vec(cols));
+        let out = poisoned(&c, rows);
+        let ms = time(&c, 20, &mut |i| {
+            let v = WeightView {
+                w: &ws[i % copies],
+                row0: 0,
+                rows,
+                cols,
+                scale: Some(&scale),
+                zero: None,
+            };
+            c.op_matmul(&x, &v, &out, 1, Path::Gemv)
+        });
+        assert!(c.read(&out, rows).unwrap().iter().all(|v| v.is_finite()));
+        println!(
+            "| I8 (W8A8) | {rows} x {cols} | {:.1} | {:.0} |",
+            ms * 1e3,
+            bytes as f64 / ms as f64 / 1e6
+        );
     }
     println!("| matmul prefill (cuBLASLt) | t x rows x cols | ms | TFLOP/s |");
     println!("|---|---|---|---|");
