@@ -70,27 +70,30 @@ __device__ __forceinline__ u32 ld_u32_a2(const u8* p) {
     return (u32)q[0] | ((u32)q[1] << 16);
 }
 
-// Loads N (a multiple of 4) bytes starting at a 2-byte aligned address into N/4 words:
-// N/4 + 1 aligned 4-byte loads and funnel shifts when p is not 4-byte aligned. May read 2
-// bytes before p and 2 bytes past p + N, within the same 4-byte words: device allocations
-// of weights carry 16 bytes of padding so the last block's words exist.
+// Loads N (a multiple of 4) bytes from any address into N/4 words: N/4 + 1 aligned 4-byte
+// loads and funnel shifts (a shift of 0 when p is aligned), with no branch, so lanes whose
+// blocks start at different alignments (18-byte Q4_0, 34-byte Q8_0 ...) do not diverge. Reads
+// up to 3 bytes before p and after p + N, inside the same aligned words: device allocations of
+// weights carry 16 bytes of padding so the last block's words exist.
 template <int N>
-__device__ __forceinline__ void ld_bytes_a2(const u8* p, u32* out) {
+__device__ __forceinline__ void ld_bytes(const u8* p, u32* out) {
     const u64 a = (u64)p;
-    if ((a & 3) == 0) {
-        const u32* w = (const u32*)p;
+    const u32* w = (const u32*)(a & ~(u64)3);
+    const u32 sh = 8 * (u32)(a & 3);
+    u32 prev = w[0];
 #pragma unroll
-        for (int i = 0; i < N / 4; i++) out[i] = w[i];
-    } else {
-        const u32* w = (const u32*)(p - 2);
-        u32 prev = w[0];
-#pragma unroll
-        for (int i = 0; i < N / 4; i++) {
-            const u32 next = w[i + 1];
-            out[i] = __funnelshift_r(prev, next, 16);
-            prev = next;
-        }
+    for (int i = 0; i < N / 4; i++) {
+        const u32 next = w[i + 1];
+        out[i] = __funnelshift_r(prev, next, sh);
+        prev = next;
     }
+}
+
+// Loads N (a multiple of 4) bytes from a 4-byte aligned address.
+template <int N>
+__device__ __forceinline__ void ld_bytes_a4(const u8* p, u32* out) {
+#pragma unroll
+    for (int i = 0; i < N / 4; i++) out[i] = ((const u32*)p)[i];
 }
 
 // Loads N bytes (a multiple of 16) from a 16-byte aligned address with 16-byte loads.

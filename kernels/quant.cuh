@@ -60,7 +60,7 @@ struct Q4_0 {
         const u8* b = row + (i64)u * BLOCK_BYTES;
         const float d = f16_to_f32(ld_u16(b));
         u32 q[4];
-        ld_bytes_a2<16>(b + 2, q);
+        ld_bytes<16>(b + 2, q);
 #pragma unroll
         for (int l = 0; l < 16; l++) {
             const u32 v = byte_at(q[l / 4], l % 4);
@@ -70,7 +70,7 @@ struct Q4_0 {
     }
 };
 
-// d, m (f16), qs[16]: x = d * q + m.
+// d, m (f16), qs[16]: x = d * q + m. 20-byte blocks: qs is 4-byte aligned.
 struct Q4_1 {
     enum { BLOCK_ELEMS = 32, BLOCK_BYTES = 20, UNIT = 32 };
     static __device__ __forceinline__ void unit(const u8* row, int u, float* w) {
@@ -78,7 +78,7 @@ struct Q4_1 {
         const float d = f16_to_f32(ld_u16(b));
         const float m = f16_to_f32(ld_u16(b + 2));
         u32 q[4];
-        ld_bytes_a2<16>(b + 4, q);
+        ld_bytes_a4<16>(b + 4, q);
 #pragma unroll
         for (int l = 0; l < 16; l++) {
             const u32 v = byte_at(q[l / 4], l % 4);
@@ -94,9 +94,10 @@ struct Q5_0 {
     static __device__ __forceinline__ void unit(const u8* row, int u, float* w) {
         const u8* b = row + (i64)u * BLOCK_BYTES;
         const float d = f16_to_f32(ld_u16(b));
-        const u32 qh = ld_u32_a2(b + 2);
-        u32 q[4];
-        ld_bytes_a2<16>(b + 6, q);
+        u32 hq[5];  // qh, then qs
+        ld_bytes<20>(b + 2, hq);
+        const u32 qh = hq[0];
+        const u32 q[4] = {hq[1], hq[2], hq[3], hq[4]};
 #pragma unroll
         for (int l = 0; l < 16; l++) {
             const u32 v = byte_at(q[l / 4], l % 4);
@@ -108,16 +109,16 @@ struct Q5_0 {
     }
 };
 
-// d, m (f16), qh, qs[16]: x = d * q + m.
+// d, m (f16), qh, qs[16]: x = d * q + m. 24-byte blocks: qh and qs are 4-byte aligned.
 struct Q5_1 {
     enum { BLOCK_ELEMS = 32, BLOCK_BYTES = 24, UNIT = 32 };
     static __device__ __forceinline__ void unit(const u8* row, int u, float* w) {
         const u8* b = row + (i64)u * BLOCK_BYTES;
         const float d = f16_to_f32(ld_u16(b));
         const float m = f16_to_f32(ld_u16(b + 2));
-        const u32 qh = ld_u32_a2(b + 4);
+        const u32 qh = *(const u32*)(b + 4);
         u32 q[4];
-        ld_bytes_a2<16>(b + 8, q);
+        ld_bytes_a4<16>(b + 8, q);
 #pragma unroll
         for (int l = 0; l < 16; l++) {
             const u32 v = byte_at(q[l / 4], l % 4);
@@ -136,7 +137,7 @@ struct Q8_0 {
         const u8* b = row + (i64)u * BLOCK_BYTES;
         const float d = f16_to_f32(ld_u16(b));
         u32 q[8];
-        ld_bytes_a2<32>(b + 2, q);
+        ld_bytes<32>(b + 2, q);
 #pragma unroll
         for (int l = 0; l < 32; l++) w[l] = fmaf(d, u2f(byte_at(q[l / 4], l % 4) ^ 0x80), -128.0f * d);
     }
@@ -145,6 +146,7 @@ struct Q8_0 {
 // Super-block of 256: scales[16] (low nibble scale, high nibble min, per 16 elements),
 // qs[64] (2 bits), d, dmin (f16): x = d * sc * q - dmin * m.
 // Sub-block s (32 elements): qs[32 * (s / 4) + l] >> (2 * (s % 4)), scales 2s and 2s + 1.
+// 84-byte blocks: qs is 4-byte aligned.
 struct Q2_K {
     enum { BLOCK_ELEMS = 256, BLOCK_BYTES = 84, UNIT = 32 };
     static __device__ __forceinline__ void unit(const u8* row, int u, float* w) {
@@ -156,7 +158,7 @@ struct Q2_K {
         const float d0 = d * (float)(sc & 0xf), m0 = dmin * (float)((sc >> 4) & 0xf);
         const float d1 = d * (float)((sc >> 8) & 0xf), m1 = dmin * (float)(sc >> 12);
         u32 q[8];
-        ld_bytes_a2<32>(b + 16 + 32 * (s >> 2), q);
+        ld_bytes_a4<32>(b + 16 + 32 * (s >> 2), q);
         const int shift = 2 * (s & 3);
 #pragma unroll
         for (int l = 0; l < 32; l++) {
@@ -188,13 +190,13 @@ struct Q3_K {
         const int s = u & 7;
         const u8* b = row + (i64)(u >> 3) * BLOCK_BYTES;
         u32 sc[3];
-        ld_bytes_a2<12>(b + 96, sc);
+        ld_bytes<12>(b + 96, sc);
         const float d = f16_to_f32(ld_u16(b + 108));
         const float d0 = d * (float)scale(sc[0], sc[1], sc[2], 2 * s);
         const float d1 = d * (float)scale(sc[0], sc[1], sc[2], 2 * s + 1);
         u32 hm[8], q[8];
-        ld_bytes_a2<32>(b, hm);
-        ld_bytes_a2<32>(b + 32 + 32 * (s >> 2), q);
+        ld_bytes<32>(b, hm);
+        ld_bytes<32>(b + 32 + 32 * (s >> 2), q);
         const int shift = 2 * (s & 3);
 #pragma unroll
         for (int l = 0; l < 32; l++) {
@@ -230,7 +232,7 @@ struct Q4_K {
         const float d = f16_to_f32(ld_u16(b));
         const float dmin = f16_to_f32(ld_u16(b + 2));
         u32 sc[3];
-        ld_bytes_a2<12>(b + 4, sc);
+        ld_bytes_a4<12>(b + 4, sc);
         float scale, min;
         scale_min_k4(sc[0], sc[1], sc[2], s, &scale, &min);
         const float ds = d * scale, dm = dmin * min;
@@ -253,7 +255,7 @@ struct Q5_K {
         const float d = f16_to_f32(ld_u16(b));
         const float dmin = f16_to_f32(ld_u16(b + 2));
         u32 sc[3];
-        ld_bytes_a2<12>(b + 4, sc);
+        ld_bytes_a4<12>(b + 4, sc);
         float scale, min;
         scale_min_k4(sc[0], sc[1], sc[2], s, &scale, &min);
         const float ds = d * scale, dm = dmin * min;
@@ -283,8 +285,8 @@ struct Q6_K {
         const float d0 = d * (float)(i8)(sc & 0xff);
         const float d1 = d * (float)(i8)(sc >> 8);
         u32 ql[8], qh[8];
-        ld_bytes_a2<32>(b + 64 * n + 32 * (k & 1), ql);
-        ld_bytes_a2<32>(b + 128 + 32 * n, qh);
+        ld_bytes<32>(b + 64 * n + 32 * (k & 1), ql);
+        ld_bytes<32>(b + 128 + 32 * n, qh);
         const int lshift = 4 * (k >> 1), hshift = 2 * k;
 #pragma unroll
         for (int l = 0; l < 32; l++) {

@@ -21,6 +21,19 @@ const BAND_ELEMS: usize = 32 << 20;
 /// Warps per block of matmul_gemv (it is launched with 256 threads).
 const GEMV_WARPS: usize = 8;
 
+/// The alignment quant.cuh's loads assume for a row of a GGUF type: Q4_K and Q5_K blocks
+/// (144 and 176 bytes) are read 16 bytes at a time, Q4_1, Q5_1 and Q2_K (20, 24, 84 bytes)
+/// 4 at a time, the others are only 2-byte aligned and read through funnel shifts. Whole
+/// rows of a tensor always have it (block sizes are multiples of it); this guards views.
+fn block_alignment(dtype: DType) -> u64 {
+    match dtype {
+        DType::Q4_K | DType::Q5_K => 16,
+        DType::Q4_1 | DType::Q5_1 | DType::Q2_K => 4,
+        _ if dtype.is_quantized() => 2,
+        _ => 1,
+    }
+}
+
 /// Which kernel computes a matmul.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
@@ -114,6 +127,13 @@ impl Cuda {
             );
         }
         let base = wt.ptr() + (w.row0 * row_bytes) as u64;
+        let align = block_alignment(wt.dtype);
+        if !base.is_multiple_of(align) || !(row_bytes as u64).is_multiple_of(align) {
+            return Err(self.err(format!(
+                "{} rows of '{}' are not {align}-byte aligned, which its kernels assume",
+                wt.dtype, wt.name
+            )));
+        }
         // cuBLASLt gets shapes its tensor-core kernels take: 16-byte aligned rows of W and x
         // and an output row stride of whole 16 bytes. Anything else runs matmul_gemv over
         // chunks of MAX_T tokens (rare shapes only: real models are all multiples of 64).
@@ -171,14 +191,6 @@ impl Cuda {
         // 144- and 176-byte blocks keep 16-byte alignment and are read 16 bytes at a time.
         let scalar =
             !dtype.is_quantized() && (!row_bytes.is_multiple_of(16) || !base.is_multiple_of(16));
-        if dtype.is_quantized() && (!base.is_multiple_of(2) || !row_bytes.is_multiple_of(2)) {
-            return Err(self.err(format!("{dtype} weight rows at an odd address")));
-        }
-        if matches!(dtype, DType::Q4_K | DType::Q5_K)
-            && (!base.is_multiple_of(16) || !row_bytes.is_multiple_of(16))
-        {
-            return Err(self.err(format!("{dtype} weight rows not 16-byte aligned")));
-        }
         let v = Variant::matmul(dtype, scalar)?;
         let rows_per_block = GEMV_WARPS * gemv_rows_per_warp(dtype) as usize;
         let blocks = u32::try_from(rows.div_ceil(rows_per_block))
