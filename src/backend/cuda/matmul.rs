@@ -18,7 +18,7 @@ use crate::error::Result;
 pub const MAX_T: usize = 8;
 /// f16 elements of the dequantization band (64 MiB).
 const BAND_ELEMS: usize = 32 << 20;
-/// Warps per block of matmul_gemv (it is launched with 256 threads).
+/// Warps per block of matmul_gemv (at most: its __launch_bounds__ is 256 threads).
 const GEMV_WARPS: usize = 8;
 
 /// The alignment quant.cuh's loads assume for a row of a GGUF type: Q4_K and Q5_K blocks
@@ -192,7 +192,15 @@ impl Cuda {
         let scalar =
             !dtype.is_quantized() && (!row_bytes.is_multiple_of(16) || !base.is_multiple_of(16));
         let v = Variant::matmul(dtype, scalar)?;
-        let rows_per_block = GEMV_WARPS * gemv_rows_per_warp(dtype) as usize;
+        // Eight warps per block, fewer when that would leave SMs idle (k/v projections of
+        // GQA models have only a few hundred rows).
+        let nr = gemv_rows_per_warp(dtype) as usize;
+        let sms = self.info.multiprocessors as usize;
+        let mut warps = GEMV_WARPS;
+        while warps > 2 && rows.div_ceil(warps * nr) < sms {
+            warps /= 2;
+        }
+        let rows_per_block = warps * nr;
         let blocks = u32::try_from(rows.div_ceil(rows_per_block))
             .map_err(|_| self.err("matmul: too many rows"))?;
         let (rb, r, c, tt) = (
@@ -205,7 +213,7 @@ impl Cuda {
             &v,
             "matmul_gemv",
             (blocks, 1, 1),
-            ((GEMV_WARPS * 32) as u32, 1, 1),
+            ((warps * 32) as u32, 1, 1),
             0,
             &mut [
                 arg(&base),
