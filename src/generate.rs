@@ -115,6 +115,11 @@ impl<B: Backend> Engine<B> {
             return Ok(());
         }
         let b = &self.backend;
+        let c = &self.cfg;
+        let plan_bytes = crate::model::llama::Plan::new(c, &self.store)?.bytes(&self.store) as u64;
+        let cache = b.cache_bytes(c.num_layers, c.num_kv_heads, c.head_dim, self.opts.ctx_size);
+        let act = crate::model::diagnose::activation_bytes(c, self.opts.batch);
+        b.check_memory(plan_bytes + cache + act)?;
         let t0 = Instant::now();
         let bar = crate::progress::bytes_bar("uploading weights");
         let model = Model::load(b, self.cfg.clone(), &self.store, &mut |done, total| {
@@ -211,6 +216,9 @@ impl<B: Backend> InferenceAdapter for Engine<B> {
         self.load_model()
     }
     fn unload(&mut self) {
+        if let Err(e) = self.backend.clear_recordings() {
+            tracing::warn!("{e}");
+        }
         if self.loaded.take().is_some() {
             tracing::info!(
                 "unloaded {} from {}",

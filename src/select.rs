@@ -1,6 +1,7 @@
 //! From a model reference and a backend choice to a ready `InferenceAdapter`: the model's
 //! files, its tokenizer and chat template, and the backend that will run it.
 
+use crate::backend::cuda::Cuda;
 use crate::backend::reference::Reference;
 use crate::backend::wgpu::{Wgpu, WgpuOptions};
 use crate::backend::Backend;
@@ -77,10 +78,21 @@ pub fn open(
     match choice {
         BackendChoice::Reference => engine(Reference::new(), m, opts),
         BackendChoice::Wgpu => engine(Wgpu::new(Default::default())?, m, opts),
-        BackendChoice::Cuda | BackendChoice::Auto => {
-            tracing::info!("backend auto: cuda is not part of this build; chose wgpu");
-            engine(Wgpu::new(Default::default())?, m, opts)
-        }
+        BackendChoice::Cuda => engine(Cuda::new(0)?, m, opts),
+        BackendChoice::Auto => match Cuda::new(0) {
+            Ok(c) => {
+                tracing::info!("backend auto: chose cuda ({})", c.device());
+                engine(c, m, opts)
+            }
+            Err(e) => {
+                let w = Wgpu::new(Default::default())?;
+                tracing::info!(
+                    "backend auto: cuda is not available ({e}); chose wgpu ({})",
+                    w.device()
+                );
+                engine(w, m, opts)
+            }
+        },
     }
 }
 
@@ -133,6 +145,19 @@ pub fn backend_reports(m: &LoadedModel) -> Vec<BackendReport> {
                 problems: vec![e.to_string()],
             }),
         }
+    }
+    match Cuda::new(0) {
+        Ok(c) => {
+            let details = c.describe().lines().map(str::to_string).collect();
+            out.push(report("cuda", c.device(), details, &c.support()));
+        }
+        Err(e) => out.push(BackendReport {
+            backend: "cuda".into(),
+            device: "none".into(),
+            details: vec![],
+            can_run: false,
+            problems: vec![e.to_string()],
+        }),
     }
     let r = Reference::new();
     out.push(report(

@@ -16,30 +16,36 @@ fn check(choice: BackendChoice, name: &str, limits: Limits) {
 }
 
 macro_rules! goldens {
-    ($backend:ident, $choice:expr) => {
+    ($backend:ident, $choice:expr $(, #[$attr:meta])?) => {
         mod $backend {
             use super::*;
             #[test]
+            $(#[$attr])?
             fn smollm2_q4_1() {
                 check($choice, "smollm2-135m-q4_1", Limits::float32());
             }
             #[test]
+            $(#[$attr])?
             fn qwen25_coder_q4_k_m() {
                 check($choice, "qwen25-coder-05b-q4_k_m", Limits::float32());
             }
             #[test]
+            $(#[$attr])?
             fn llama3_tiny_sharded_bf16_llama3_rope() {
                 check($choice, "llama3-tiny", Limits::float32());
             }
             #[test]
+            $(#[$attr])?
             fn phi3_tiny_f16_fused_longrope() {
                 check($choice, "phi3-tiny", Limits::float32());
             }
             #[test]
+            $(#[$attr])?
             fn qwen25_tiny_f32_bias_tied() {
                 check($choice, "qwen25-tiny", Limits::float32());
             }
             #[test]
+            $(#[$attr])?
             fn tinyllama_tiny_bf16() {
                 check($choice, "tinyllama-tiny", Limits::float32());
             }
@@ -56,3 +62,16 @@ fn reference_w8a8_tiny_int8_weights() {
     check(BackendChoice::Reference, "w8a8-tiny", Limits::float32());
 }
 goldens!(wgpu, BackendChoice::Wgpu);
+goldens!(cuda, BackendChoice::Cuda, #[ignore = "needs an NVIDIA GPU: scripts/gpu_check.sh runs it there"]);
+
+/// W8A8 on CUDA quantizes activations per token to int8 at run time (int8 products, int32
+/// sums), so it is held to the golden that does the same activation rounding in float.
+#[test]
+#[ignore = "needs an NVIDIA GPU: scripts/gpu_check.sh runs it there"]
+fn cuda_w8a8_tiny_int8_activations() {
+    check(
+        BackendChoice::Cuda,
+        "w8a8-tiny-act8",
+        Limits::int8_activations(),
+    );
+}

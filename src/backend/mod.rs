@@ -174,6 +174,16 @@ pub trait Backend {
     }
     /// Bytes of device memory this backend's live buffers, weights and caches hold.
     fn allocated_bytes(&self) -> u64;
+    /// Fails, with the numbers and what to change, when `need_bytes` more would not fit on
+    /// the device (backends that cannot tell say nothing).
+    fn check_memory(&self, need_bytes: u64) -> Result<()> {
+        let _ = need_bytes;
+        Ok(())
+    }
+    /// Bytes of a KV cache `alloc_cache` would make (its storage dtype is the backend's).
+    fn cache_bytes(&self, layers: usize, kv_heads: usize, head_dim: usize, max_ctx: usize) -> u64 {
+        (2 * layers * kv_heads * head_dim * max_ctx * 4) as u64
+    }
 
     /// Uploads a tensor's bytes unchanged (its dtype and shape from `t`).
     fn upload_weight(&self, t: &TensorInfo, bytes: &[u8]) -> Result<Self::Weight>;
@@ -197,6 +207,10 @@ pub trait Backend {
     fn record(&self, key: Option<u64>, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         let _ = key;
         f()
+    }
+    /// Forgets every recording (their buffers are about to be freed).
+    fn clear_recordings(&self) -> Result<()> {
+        Ok(())
     }
 
     /// out[t, :] = table[ids[t], :]

@@ -295,6 +295,19 @@ impl Diagnosis {
     }
 }
 
+/// Activation bytes of a step of `t` tokens (the formula `inspect` states).
+pub fn activation_bytes(c: &ModelConfig, t: usize) -> u64 {
+    let (h, q, kv, ff, v, t) = (
+        c.hidden_size as u64,
+        c.q_dim() as u64,
+        c.kv_dim() as u64,
+        c.intermediate_size as u64,
+        c.vocab_size as u64,
+        t as u64,
+    );
+    4 * t * (2 * h + 2 * q + 2 * kv + 3 * ff) + 4 * v
+}
+
 fn memory(c: &ModelConfig, store: &WeightStore) -> Memory {
     let kv_per_token = 2 * c.num_layers as u64 * c.kv_dim() as u64;
     let ctx = c.max_position_embeddings as u64;
@@ -305,7 +318,7 @@ fn memory(c: &ModelConfig, store: &WeightStore) -> Memory {
         c.intermediate_size as u64,
         c.vocab_size as u64,
     );
-    let act = |t: u64| 4 * t * (2 * h + 2 * q + 2 * kv + 3 * ff) + 4 * v;
+    let act = |t: u64| activation_bytes(c, t as usize);
     let weights = store.total_bytes() as u64;
     Memory {
         weights_bytes: weights,

@@ -559,6 +559,19 @@ impl Backend for Cuda {
         self.record_graph(key, f)
     }
 
+    fn clear_recordings(&self) -> Result<()> {
+        self.clear_graphs()
+    }
+
+    fn check_memory(&self, need_bytes: u64) -> Result<()> {
+        Cuda::check_memory(self, need_bytes)
+    }
+
+    fn cache_bytes(&self, layers: usize, kv_heads: usize, head_dim: usize, max_ctx: usize) -> u64 {
+        // K and V in f16.
+        (2 * layers * kv_heads * head_dim * max_ctx * 2) as u64
+    }
+
     fn embedding(&self, table: &CudaWeight, out: &CudaBuf, t: usize) -> Result<()> {
         self.op_embedding(table, out, t)
     }
