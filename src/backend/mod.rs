@@ -133,6 +133,7 @@ pub enum RopeLayout {
 
 /// A weight matrix `[rows, cols]`, or a range of rows of one (Phi-3's fused qkv and
 /// gate_up are read through such views, never copied).
+#[derive(Debug)]
 pub struct WeightView<'a, W> {
     pub w: &'a W,
     pub row0: usize,
@@ -142,6 +143,13 @@ pub struct WeightView<'a, W> {
     pub scale: Option<&'a W>,
     pub zero: Option<&'a W>,
 }
+
+impl<W> Clone for WeightView<'_, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<W> Copy for WeightView<'_, W> {}
 
 /// Device memory in bytes.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -233,6 +241,20 @@ pub trait Backend {
         out: &Self::Buf,
         t: usize,
     ) -> Result<()>;
+    /// The same as `matmul` for each (view, out) pair, for weights that read the same x
+    /// (q, k and v; gate and up): a backend may do them in one launch.
+    fn matmul_group(
+        &self,
+        x: &Self::Buf,
+        views: &[WeightView<'_, Self::Weight>],
+        outs: &[&Self::Buf],
+        t: usize,
+    ) -> Result<()> {
+        for (v, out) in views.iter().zip(outs) {
+            self.matmul(x, *v, out, t)?;
+        }
+        Ok(())
+    }
     /// x[t, :] += bias
     fn add_bias(&self, x: &Self::Buf, bias: &Self::Weight, t: usize, n: usize) -> Result<()>;
     /// Rotates each head of x in place by angle position * inv_freq[i], with cos and sin

@@ -310,11 +310,19 @@ impl<B: Backend> Model<B> {
 
     /// out = x . W^T (+ bias)
     fn linear(&self, b: &B, x: &B::Buf, l: &Lin, out: &B::Buf, t: usize) -> Result<()> {
-        b.matmul(x, self.view(l), out, t)?;
-        match l.bias {
-            Some(i) => b.add_bias(out, &self.weights[i], t, l.rows.len()),
-            None => Ok(()),
+        self.linears(b, x, &[l], &[out], t)
+    }
+
+    /// Several linears of the same input (one launch where the backend can), then biases.
+    fn linears(&self, b: &B, x: &B::Buf, ls: &[&Lin], outs: &[&B::Buf], t: usize) -> Result<()> {
+        let views: Vec<_> = ls.iter().map(|l| self.view(l)).collect();
+        b.matmul_group(x, &views, outs, t)?;
+        for (l, out) in ls.iter().zip(outs) {
+            if let Some(i) = l.bias {
+                b.add_bias(out, &self.weights[i], t, l.rows.len())?;
+            }
         }
+        Ok(())
     }
 
     /// One step over the `t` tokens given to `b.set_step`: logits of the last row into
@@ -341,9 +349,7 @@ impl<B: Backend> Model<B> {
         b.embedding(w(self.plan.embd), &s.x, t)?;
         for (i, l) in self.plan.layers.iter().enumerate() {
             b.rms_norm(&s.x, w(l.attn_norm), &s.xn, t, h, eps)?;
-            self.linear(b, &s.xn, &l.q, &s.q, t)?;
-            self.linear(b, &s.xn, &l.k, &s.k, t)?;
-            self.linear(b, &s.xn, &l.v, &s.v, t)?;
+            self.linears(b, &s.xn, &[&l.q, &l.k, &l.v], &[&s.q, &s.k, &s.v], t)?;
             b.rope(&s.q, inv_freq, t, nh, hd, rope_scale, c.rope_layout)?;
             b.rope(&s.k, inv_freq, t, nkv, hd, rope_scale, c.rope_layout)?;
             b.kv_write(cache, i, &s.k, &s.v, t)?;
@@ -351,8 +357,7 @@ impl<B: Backend> Model<B> {
             self.linear(b, &s.att, &l.o, &s.y, t)?;
             b.add(&s.x, &s.y, t * h)?;
             b.rms_norm(&s.x, w(l.ffn_norm), &s.xn, t, h, eps)?;
-            self.linear(b, &s.xn, &l.gate, &s.g, t)?;
-            self.linear(b, &s.xn, &l.up, &s.u, t)?;
+            self.linears(b, &s.xn, &[&l.gate, &l.up], &[&s.g, &s.u], t)?;
             b.swiglu(&s.g, &s.u, &s.g, t * ff)?;
             self.linear(b, &s.g, &l.down, &s.y, t)?;
             b.add(&s.x, &s.y, t * h)?;
