@@ -110,6 +110,11 @@ impl<B: Backend> Engine<B> {
         &self.backend
     }
 
+    /// Appends `ids` to the cached sequence; the logits of the last one.
+    pub fn extend(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.run(self.tokens.len(), ids, false)
+    }
+
     fn load_model(&mut self) -> Result<()> {
         if self.loaded.is_some() {
             return Ok(());

@@ -1,6 +1,7 @@
 //! lamina: an inference engine for Llama-family models over wgpu (WGSL) and CUDA.
 
 pub mod backend;
+pub mod bench;
 pub mod chat;
 pub mod dtype;
 pub mod error;

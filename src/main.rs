@@ -49,6 +49,32 @@ enum Cmd {
         #[arg(long)]
         ids_only: bool,
     },
+    /// The same model on several backends side by side: prefill (pp) and decode (tg)
+    /// tokens/s, load time, peak memory, share of the bandwidth floor.
+    Bench {
+        #[arg(short, long)]
+        model: String,
+        /// Comma-separated: cuda, wgpu, reference.
+        #[arg(long, value_delimiter = ',', default_value = "cuda,wgpu")]
+        backends: Vec<BackendChoice>,
+        /// Prompt tokens (pp).
+        #[arg(short = 'p', long, default_value_t = 512)]
+        prompt: usize,
+        /// Generated tokens (tg).
+        #[arg(short = 'n', long, default_value_t = 128)]
+        gen: usize,
+        /// Tokens in the KV cache before each measurement.
+        #[arg(short = 'd', long, default_value_t = 0)]
+        depth: usize,
+        /// Repetitions (after one warm-up).
+        #[arg(short = 'r', long, default_value_t = 5)]
+        reps: usize,
+        /// Tokens per prefill pass.
+        #[arg(short = 'b', long, default_value_t = 512)]
+        batch: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the logits of a prompt (every position) as little-endian f32 rows: for
     /// comparisons with other engines.
     #[command(hide = true)]
@@ -160,6 +186,36 @@ fn main() -> ExitCode {
             parse_special,
             ids_only,
         } => tokenize(&model, &text, !no_special, parse_special, ids_only),
+        Cmd::Bench {
+            model,
+            backends,
+            prompt,
+            gen,
+            depth,
+            reps,
+            batch,
+            json,
+        } => {
+            let args = lamina::bench::BenchArgs {
+                model,
+                backends,
+                prompt,
+                gen,
+                depth,
+                reps,
+                batch,
+            };
+            lamina::bench::run(&args).and_then(|rows| {
+                if json {
+                    let j = serde_json::to_string_pretty(&rows)
+                        .map_err(|e| Error::Input(e.to_string()))?;
+                    println!("{j}");
+                } else {
+                    print!("{}", lamina::bench::markdown(&rows));
+                }
+                Ok(())
+            })
+        }
         Cmd::Logits {
             model,
             ids,
