@@ -8,7 +8,7 @@
 //   gemv  (few tokens, GPUs): 64 invocations share GEMV_ROWS rows of one token; each takes
 //         32-element chunks along k (the format file's dot32), then one workgroup
 //         reduction.
-//   gemv_rows (few tokens, CPU adapters): four rows per invocation, whole k.
+//   gemv_rows (few tokens, CPU adapters): ROWS_R rows per invocation, whole k.
 //   tiled (prefill): a workgroup computes a TILE_T x TILE_N block of out, stepping along k
 //         by 32 (one Q4_0/Q8_0 block, an eighth of a K-quant super-block); each weight
 //         element of the tile is dequantized once into workgroup memory and used by all
@@ -83,29 +83,35 @@ fn gemv(ids: Ids) {
     }
 }
 
-// Launched with ceil(n / 256) * t workgroups: each invocation computes four rows (lid,
-// lid + 64, ...) over the whole of k, no reduction. For CPU adapters: the 32 x values of a
-// chunk are read once for four rows, every invocation reads them at the same address, and
-// there is no barrier.
-@compute @workgroup_size(64)
+// Rows per invocation of gemv_rows, and invocations per workgroup.
+const ROWS_R: u32 = 8u;
+const ROWS_WG: u32 = 16u;
+
+// Launched with ceil(n / (ROWS_R * ROWS_WG)) * t workgroups: each invocation computes
+// ROWS_R rows (lid, lid + ROWS_WG, ...) over the whole of k, no reduction. For CPU
+// adapters: the 32 x values of a chunk are loaded once for ROWS_R rows (a CPU runs the
+// loads of each SIMD lane one by one, so loads are what costs), there is no barrier, and
+// small workgroups spread a small matrix over all cores.
+@compute @workgroup_size(16)
 fn gemv_rows(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let groups_per_token = (p.n + 255u) / 256u;
+    let per_group = ROWS_R * ROWS_WG;
+    let groups_per_token = (p.n + per_group - 1u) / per_group;
     let g = group_index(wid, nwg);
     let tok = g / groups_per_token;
-    let r0 = (g % groups_per_token) * 256u + lid;
+    let r0 = (g % groups_per_token) * per_group + lid;
     // No early return: on a CPU adapter, code after a divergent exit runs with a partial
     // mask. Rows past n read row n - 1 and are not stored.
-    var rb: array<u32, 4>;
-    for (var j = 0u; j < 4u; j++) {
-        rb[j] = (p.w_row0 + min(r0 + j * 64u, p.n - 1u)) * p.row_bytes;
+    var rb: array<u32, ROWS_R>;
+    for (var j = 0u; j < ROWS_R; j++) {
+        rb[j] = (p.w_row0 + min(r0 + j * ROWS_WG, p.n - 1u)) * p.row_bytes;
     }
     let xb = min(tok, p.t - 1u) * p.k;
     let chunks = p.k / 32u;
-    var acc = vec4<f32>(0.0);
+    var acc: array<f32, ROWS_R>;
     for (var c = 0u; c < chunks; c++) {
         var xv: array<vec4<f32>, 8>;
         for (var i = 0u; i < 8u; i++) {
@@ -115,18 +121,18 @@ fn gemv_rows(
             dot(xv[0] + xv[1] + xv[2] + xv[3], vec4<f32>(1.0)),
             dot(xv[4] + xv[5] + xv[6] + xv[7], vec4<f32>(1.0)),
         );
-        acc += vec4<f32>(
-            dot32(rb[0], c, &xv, xsum),
-            dot32(rb[1], c, &xv, xsum),
-            dot32(rb[2], c, &xv, xsum),
-            dot32(rb[3], c, &xv, xsum),
-        );
+        for (var j = 0u; j < ROWS_R; j++) {
+            acc[j] += dot32(rb[j], c, &xv, xsum);
+        }
     }
     for (var e = chunks * 32u; e < p.k; e++) {
-        acc += x[xb + e] * vec4<f32>(dq1(rb[0], e), dq1(rb[1], e), dq1(rb[2], e), dq1(rb[3], e));
+        let xe = x[xb + e];
+        for (var j = 0u; j < ROWS_R; j++) {
+            acc[j] += xe * dq1(rb[j], e);
+        }
     }
-    for (var j = 0u; j < 4u; j++) {
-        let r = r0 + j * 64u;
+    for (var j = 0u; j < ROWS_R; j++) {
+        let r = r0 + j * ROWS_WG;
         if (tok < p.t && r < p.n) {
             out[tok * p.out_stride + p.out_col0 + r] = acc[j];
         }

@@ -12,9 +12,10 @@ use crate::weights::TensorInfo;
 /// Matmuls of up to this many tokens use the gemv kernel (once per token); more use the
 /// tiled kernel, which dequantizes each weight element once per 32 tokens.
 const GEMV_MAX_T: usize = 2;
-/// Weight rows per gemv workgroup, as `GEMV_ROWS` in matmul.wgsl; gemv_rows does 256.
+/// Weight rows per gemv workgroup, as `GEMV_ROWS` in matmul.wgsl; per gemv_rows workgroup,
+/// as `ROWS_R * ROWS_WG` there.
 const GEMV_ROWS: usize = 4;
-const GEMV_ROWS_WG: usize = 256;
+const GEMV_ROWS_WG: usize = 128;
 /// Output tile of the tiled kernel, as `TILE_T`/`TILE_N` in matmul.wgsl.
 const TILE_T: usize = 32;
 const TILE_N: usize = 64;
