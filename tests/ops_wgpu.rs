@@ -7,7 +7,7 @@
 //! Fails, not passes, when no wgpu adapter exists.
 
 use lamina::backend::cases::{run_all, summarize};
-use lamina::backend::wgpu::{Gemv, Wgpu, WgpuBuf, WgpuOptions, MATMUL_DTYPES};
+use lamina::backend::wgpu::{MatmulKernels, Wgpu, WgpuBuf, WgpuOptions, MATMUL_DTYPES};
 use lamina::backend::{Backend, WeightView};
 use lamina::dtype::DType;
 use lamina::quant;
@@ -31,25 +31,25 @@ impl Rng {
     }
 }
 
-fn open(subgroups: bool, gemv: Gemv) -> Wgpu {
+fn open(subgroups: bool, matmul: MatmulKernels) -> Wgpu {
     Wgpu::new(WgpuOptions {
         subgroups,
-        gemv,
+        matmul,
         ..Default::default()
     })
     .unwrap_or_else(|e| panic!("no wgpu adapter to test on (install lavapipe): {e}"))
 }
 
 fn gpu() -> Wgpu {
-    open(true, Gemv::Auto)
+    open(true, MatmulKernels::Auto)
 }
 
-/// The device in each configuration whose shaders differ: both one-token matmul kernels,
+/// The device in each configuration whose shaders differ: both sets of matmul kernels,
 /// and the reductions with and without subgroups (where the adapter has them).
 fn gpus() -> Vec<Wgpu> {
-    let mut v = vec![open(true, Gemv::Rows), open(true, Gemv::Split)];
+    let mut v = vec![open(true, MatmulKernels::Cpu), open(true, MatmulKernels::Gpu)];
     if v[0].uses_subgroups() {
-        v.push(open(false, Gemv::Split));
+        v.push(open(false, MatmulKernels::Gpu));
     }
     v
 }
@@ -62,10 +62,10 @@ fn label(b: &Wgpu) -> String {
         } else {
             "workgroup memory"
         },
-        if b.uses_gemv_rows() {
-            "gemv_rows"
+        if b.uses_cpu_kernels() {
+            "matmul rows"
         } else {
-            "gemv"
+            "matmul gemv+tiled"
         }
     )
 }
@@ -208,7 +208,7 @@ fn conformance() {
     assert!(ok, "conformance failures above");
 }
 
-/// Every matmul dtype with weights of random bytes, each kernel (gemv, gemv_rows, tiled),
+/// Every matmul dtype with weights of random bytes, each kernel (gemv, rows, tiled),
 /// whole weights and row views.
 #[test]
 fn matmul_random_blocks() {
