@@ -47,7 +47,10 @@ fn gpu() -> Wgpu {
 /// The device in each configuration whose shaders differ: both sets of matmul kernels,
 /// and the reductions with and without subgroups (where the adapter has them).
 fn gpus() -> Vec<Wgpu> {
-    let mut v = vec![open(true, MatmulKernels::Cpu), open(true, MatmulKernels::Gpu)];
+    let mut v = vec![
+        open(true, MatmulKernels::Cpu),
+        open(true, MatmulKernels::Gpu),
+    ];
     if v[0].uses_subgroups() {
         v.push(open(false, MatmulKernels::Gpu));
     }
@@ -353,16 +356,16 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// Throughput of matmul on realistic shapes (SmolLM2-135M and Qwen2.5-0.5B layers), one
-/// token (gemv) and a 64-token prefill (tiled). Not a check: run with `--ignored
-/// --nocapture` to see the numbers.
+/// Throughput of matmul on realistic shapes (SmolLM2-135M and Qwen2.5-0.5B layers; on a GPU
+/// also Llama-3.1-8B's), for one token, a 64-token and (GPU) a 512-token prefill. Not a
+/// check: run with `--ignored --nocapture` to see the numbers.
 #[test]
 #[ignore]
 fn matmul_throughput() {
     let mut rng = Rng(0xfeed_beef_1234_5678);
     let b = gpu();
     println!("{}", b.describe().adapter);
-    let shapes = [
+    let mut shapes = vec![
         (DType::Q4_1, 1536, 576),
         (DType::Q4_1, 576, 1536),
         (DType::Q8_0, 49152, 576),
@@ -372,13 +375,30 @@ fn matmul_throughput() {
         (DType::F32, 576, 576),
         (DType::BF16, 1536, 576),
     ];
+    if !b.uses_cpu_kernels() {
+        // Llama-3.1-8B's shapes, for GPUs.
+        shapes.extend([
+            (DType::Q4_K, 4096, 4096),
+            (DType::Q4_K, 14336, 4096),
+            (DType::Q6_K, 4096, 14336),
+            (DType::Q8_0, 4096, 4096),
+            (DType::Q8_0, 14336, 4096),
+            (DType::Q4_0, 14336, 4096),
+            (DType::BF16, 4096, 4096),
+            (DType::F16, 14336, 4096),
+            (DType::Q6_K, 128256, 4096),
+        ]);
+    }
     for (d, n, k) in shapes {
         if k % d.block_elems() != 0 {
             continue;
         }
         let bytes = random_weight(&mut rng, d, n, k);
         let w = b.upload_weight(&info("w", d, &[n, k]), &bytes).unwrap();
-        for t in [1usize, 64] {
+        for t in [1usize, 64, 512] {
+            if t == 512 && b.uses_cpu_kernels() {
+                continue;
+            }
             let xb = input(&b, &rng.vec(t * k));
             let out = b.alloc(t * n).unwrap();
             let view = || WeightView {
@@ -391,7 +411,7 @@ fn matmul_throughput() {
             };
             b.matmul(&xb, view(), &out, t).unwrap();
             b.sync().unwrap();
-            let reps = if t == 1 { 20 } else { 3 };
+            let reps = if b.uses_cpu_kernels() && t > 1 { 3 } else { 20 };
             let cpu0 = cpu_seconds();
             let start = std::time::Instant::now();
             for _ in 0..reps {
@@ -448,14 +468,13 @@ fn model_throughput() {
         let t0 = std::time::Instant::now();
         let c0 = cpu_seconds();
         b.set_step(&ids, &pos).unwrap();
-        model.forward(&b, &s, &cache, prompt, false, rope_scale).unwrap();
+        model
+            .forward(&b, &s, &cache, prompt, false, rope_scale)
+            .unwrap();
         let logits = b.read(&s.logits, cfg.vocab_size).unwrap();
         let prefill = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
-        let argmax = |l: &[f32]| {
-            (0..l.len())
-                .max_by(|&a, &b| l[a].total_cmp(&l[b]))
-                .unwrap() as u32
-        };
+        let argmax =
+            |l: &[f32]| (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
         let mut next = argmax(&logits);
         let mut out = vec![next];
         let t1 = std::time::Instant::now();
