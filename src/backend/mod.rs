@@ -7,6 +7,7 @@
 //! (`shaders/<op>*.wgsl`), its kernel file (`kernels/<op>*.cu`) and its test cases.
 
 pub mod cases;
+pub mod cuda;
 pub mod reference;
 pub mod wgpu;
 

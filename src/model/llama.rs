@@ -245,8 +245,6 @@ pub struct Scratch<B: Backend> {
     g: B::Buf,
     u: B::Buf,
     last: B::Buf,
-    /// inv_freq of rope, rewritten when the scaling regime changes.
-    pub rope: B::Buf,
     /// Logits of the last row, or of every row when `forward` is asked for all.
     pub logits: B::Buf,
 }
@@ -295,7 +293,6 @@ impl<B: Backend> Model<B> {
             g: b.alloc(max_t * c.intermediate_size)?,
             u: b.alloc(max_t * c.intermediate_size)?,
             last: b.alloc(h)?,
-            rope: b.alloc(hd / 2)?,
             logits: b.alloc(rows * c.vocab_size)?,
         })
     }
@@ -321,17 +318,18 @@ impl<B: Backend> Model<B> {
     }
 
     /// One step over the `t` tokens given to `b.set_step`: logits of the last row into
-    /// `s.logits`, or of all rows when `all_logits` (the scratch must have room).
+    /// `s.logits`, or of all rows when `all_logits` (the scratch must have room). `rope` is
+    /// the inv_freq buffer and the cos/sin factor.
     pub fn forward(
         &self,
         b: &B,
         s: &Scratch<B>,
         cache: &B::Cache,
+        rope: (&B::Buf, f32),
         t: usize,
         all_logits: bool,
-        rope_scale: f32,
     ) -> Result<()> {
-        let c = &self.cfg;
+        let (c, (inv_freq, rope_scale)) = (&self.cfg, rope);
         let (h, hd, nh, nkv, ff) = (
             c.hidden_size,
             c.head_dim,
@@ -346,8 +344,8 @@ impl<B: Backend> Model<B> {
             self.linear(b, &s.xn, &l.q, &s.q, t)?;
             self.linear(b, &s.xn, &l.k, &s.k, t)?;
             self.linear(b, &s.xn, &l.v, &s.v, t)?;
-            b.rope(&s.q, &s.rope, t, nh, hd, rope_scale, c.rope_layout)?;
-            b.rope(&s.k, &s.rope, t, nkv, hd, rope_scale, c.rope_layout)?;
+            b.rope(&s.q, inv_freq, t, nh, hd, rope_scale, c.rope_layout)?;
+            b.rope(&s.k, inv_freq, t, nkv, hd, rope_scale, c.rope_layout)?;
             b.kv_write(cache, i, &s.k, &s.v, t)?;
             b.attention(&s.q, cache, i, &s.att, t, nh, 1.0 / (hd as f32).sqrt())?;
             self.linear(b, &s.att, &l.o, &s.y, t)?;

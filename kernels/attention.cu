@@ -1,0 +1,360 @@
+// attention: causal grouped-query attention of the step's queries over one layer of the KV
+// cache (f16, [kv_heads][max_ctx][d], written by kv_write). Row r sees positions
+// 0..=pos[r]; query head h reads kv head h / group.
+//
+// Flash-style: keys and values stream through shared memory in tiles of BK positions with
+// an online softmax (running max m, sum l, unnormalized output o), so no t x t matrix exists.
+// A block owns one kv head and `rpb` consecutive rows; its warps are (row, query head of the
+// group) pairs, so the group's query heads share every K/V tile. A warp scores one tile
+// lane-per-key (lane j: q . k_j, K rows padded to d + 1 floats against bank conflicts), then
+// accumulates V with lanes over dimensions.
+//
+// Split over the key range (flash-decoding) when nsplit > 1: block x = tile * nsplit + split
+// covers a slice of the keys and writes its (o, m, l) to `part`; attention_combine merges the
+// slices. nsplit is fixed by the cache, the slice bounds are computed here from the
+// positions, so a decode step always launches the same grid (CUDA-graph replayable).
+#include "common.cuh"
+
+#define BK 32
+#define MAX_D 256
+
+extern "C" __global__ void attention(const float* __restrict__ q, const u16* __restrict__ kc,
+                                     const u16* __restrict__ vc, const u32* __restrict__ pos,
+                                     float* __restrict__ out, float* __restrict__ part, int t, int heads,
+                                     int kv_heads, int d, int max_ctx, int rpb, int nsplit, float scale) {
+    extern __shared__ float smem[];
+    __shared__ int kmax_s;
+    const int group = heads / kv_heads;
+    const int nwarps = blockDim.x / WARP;
+    const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    const int tile = blockIdx.x / nsplit, split = blockIdx.x % nsplit;
+    const int kvh = blockIdx.y;
+    const int g = warp % group, r = warp / group;
+    const int row = tile * rpb + r;
+    const bool active = row < t;
+    const int qh = kvh * group + g;
+    const int ks = d + 1;
+    float* Ks = smem;            // BK x (d + 1)
+    float* Vs = Ks + BK * ks;    // BK x d
+    float* Qs = Vs + BK * d;     // nwarps x d
+    (void)nwarps;
+
+    if (threadIdx.x == 0) {
+        u32 mx = 0;
+        for (int i = 0; i < rpb; i++) {
+            const int rr = tile * rpb + i;
+            if (rr < t) mx = max(mx, pos[rr] + 1);
+        }
+        kmax_s = (int)min(mx, (u32)max_ctx);
+    }
+    // A position past the cache has no keys: its output is NaN (the host refuses such
+    // positions before a direct launch; this catches a replayed graph fed one).
+    const bool bad = active && pos[row] >= (u32)max_ctx;
+    const int my_pos = active ? (int)min(pos[row], (u32)max_ctx - 1) : -1;
+    for (int c = lane; c < d; c += WARP) Qs[warp * d + c] = active ? q[((i64)row * heads + qh) * d + c] : 0.0f;
+    __syncthreads();
+
+    const int kmax = kmax_s;
+    const int chunk = ((kmax + nsplit - 1) / nsplit + BK - 1) / BK * BK;
+    const int k0 = split * chunk;
+    const int k1 = min(kmax, k0 + chunk);
+    const u16* kb_ptr = kc + (i64)kvh * max_ctx * d;
+    const u16* vb_ptr = vc + (i64)kvh * max_ctx * d;
+    const float* qv = Qs + warp * d;
+
+    float m = -INFINITY, l = 0.0f;
+    float o[MAX_D / WARP];
+#pragma unroll
+    for (int i = 0; i < MAX_D / WARP; i++) o[i] = 0.0f;
+
+    for (int kb = k0; kb < k1; kb += BK) {
+        const int nk = min(BK, k1 - kb);
+        __syncthreads();
+        if ((d & 7) == 0) {
+            const int vpr = d / 8;  // 16-byte vectors per row
+            for (int idx = threadIdx.x; idx < nk * vpr; idx += blockDim.x) {
+                const int j = idx / vpr, c = (idx % vpr) * 8;
+                const uint4 kv = *(const uint4*)(kb_ptr + (i64)(kb + j) * d + c);
+                const uint4 vv = *(const uint4*)(vb_ptr + (i64)(kb + j) * d + c);
+                const u32 kw[4] = {kv.x, kv.y, kv.z, kv.w};
+                const u32 vw[4] = {vv.x, vv.y, vv.z, vv.w};
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    Ks[j * ks + c + 2 * e] = f16_to_f32((u16)(kw[e] & 0xffff));
+                    Ks[j * ks + c + 2 * e + 1] = f16_to_f32((u16)(kw[e] >> 16));
+                    Vs[j * d + c + 2 * e] = f16_to_f32((u16)(vw[e] & 0xffff));
+                    Vs[j * d + c + 2 * e + 1] = f16_to_f32((u16)(vw[e] >> 16));
+                }
+            }
+        } else {
+            for (int idx = threadIdx.x; idx < nk * d; idx += blockDim.x) {
+                const int j = idx / d, c = idx % d;
+                Ks[j * ks + c] = f16_to_f32(kb_ptr[(i64)(kb + j) * d + c]);
+                Vs[j * d + c] = f16_to_f32(vb_ptr[(i64)(kb + j) * d + c]);
+            }
+        }
+        __syncthreads();
+        if (!active) continue;
+
+        float s = -INFINITY;
+        if (lane < nk && kb + lane <= my_pos) {
+            const float* kr = Ks + lane * ks;
+            float acc = 0.0f;
+            for (int c = 0; c < d; c++) acc = fmaf(qv[c], kr[c], acc);
+            s = acc * scale;
+        }
+        const float mn = fmaxf(m, warp_max(s));
+        if (mn == -INFINITY) continue;  // nothing visible yet (uniform over the warp)
+        const float p = s == -INFINITY ? 0.0f : expf(s - mn);
+        const float corr = expf(m - mn);
+        l = l * corr + warp_sum(p);
+#pragma unroll
+        for (int i = 0; i < MAX_D / WARP; i++) o[i] *= corr;
+        for (int j = 0; j < nk; j++) {
+            const float pj = __shfl_sync(FULL_MASK, p, j);
+#pragma unroll
+            for (int i = 0; i < MAX_D / WARP; i++) {
+                const int c = lane + WARP * i;
+                if (c < d) o[i] = fmaf(pj, Vs[j * d + c], o[i]);
+            }
+        }
+        m = mn;
+    }
+
+    if (!active) return;
+    if (nsplit == 1) {
+        // l > 0 always: a row sees at least its own position. NaN if not (bad positions).
+        const float inv = l > 0.0f && !bad ? 1.0f / l : NAN_F32;
+        float* dst = out + ((i64)row * heads + qh) * d;
+#pragma unroll
+        for (int i = 0; i < MAX_D / WARP; i++) {
+            const int c = lane + WARP * i;
+            if (c < d) dst[c] = o[i] * inv;
+        }
+    } else {
+        float* pp = part + (((i64)row * heads + qh) * nsplit + split) * (d + 2);
+#pragma unroll
+        for (int i = 0; i < MAX_D / WARP; i++) {
+            const int c = lane + WARP * i;
+            if (c < d) pp[c] = bad ? NAN_F32 : o[i];
+        }
+        if (lane == 0) {
+            pp[d] = bad ? 0.0f : m;  // a NaN l and o make the combined row NaN
+            pp[d + 1] = bad ? NAN_F32 : l;
+        }
+    }
+}
+
+// Merges the nsplit slices of each (row, query head): out = sum_s o_s e^(m_s - M) /
+// sum_s l_s e^(m_s - M). Grid: x = row, y = query head.
+extern "C" __global__ void attention_combine(const float* __restrict__ part, float* __restrict__ out, int heads,
+                                             int d, int nsplit) {
+    const float* pp = part + ((i64)blockIdx.x * heads + blockIdx.y) * nsplit * (d + 2);
+    float mx = -INFINITY;
+    for (int s = 0; s < nsplit; s++) mx = fmaxf(mx, pp[s * (d + 2) + d]);
+    float l = 0.0f;
+    for (int s = 0; s < nsplit; s++) {
+        const float ms = pp[s * (d + 2) + d];
+        if (ms != -INFINITY) l += pp[s * (d + 2) + d + 1] * expf(ms - mx);
+    }
+    const float inv = l > 0.0f ? 1.0f / l : NAN_F32;
+    float* dst = out + ((i64)blockIdx.x * heads + blockIdx.y) * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float acc = 0.0f;
+        for (int s = 0; s < nsplit; s++) {
+            const float ms = pp[s * (d + 2) + d];
+            if (ms != -INFINITY) acc += pp[s * (d + 2) + c] * expf(ms - mx);
+        }
+        dst[c] = acc * inv;
+    }
+}
+
+#ifdef HEAD_DIM
+// attention_mma: prefill attention on tensor cores (mma.sync m16n8k16, f16 in, f32 out),
+// compiled per head size (-DHEAD_DIM, a multiple of 16 up to 128). A block is one query
+// head and 64 rows; each of its 4 warps owns 16 rows and keeps their Q (f16, prescaled by
+// scale * log2 e), scores, probabilities and output in mma fragments (registers). K and V
+// tiles of 64 keys pass through shared memory, rows padded by 8 halves so the fragment
+// loads hit distinct banks; V fragments come transposed through ldmatrix.trans. Online
+// softmax in base 2. Grid: x = row tile, y = query head.
+#define BR 64
+#define BC 64
+#define KSTR (HEAD_DIM + 8)
+
+__device__ __forceinline__ u32 pack_f16x2(float lo, float hi) {
+    return (u32)f32_to_f16(lo) | ((u32)f32_to_f16(hi) << 16);
+}
+
+// c += a . b for one m16n8k16 tile (a: 4 f16x2 registers, b: 2, c: 4 f32).
+__device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four 8x8 f16 matrices from shared memory, transposed; lane l gives the address of row
+// l % 8 of matrix l / 8.
+__device__ __forceinline__ void ldmatrix_x4_trans(u32* r, const u16* p) {
+    u64 g = (u64)p, s;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(s) : "l"(g));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((u32)s));
+}
+
+extern "C" __global__ void __launch_bounds__(128, 2)
+    attention_mma(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
+                  const u32* __restrict__ pos, float* __restrict__ out, int t, int heads, int kv_heads,
+                  int max_ctx, float scale) {
+    __shared__ __align__(16) u16 Ks[BC * KSTR];
+    __shared__ __align__(16) u16 Vs[BC * KSTR];
+    __shared__ int kmax_s;
+    const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    const int g = lane / 4, tig = lane % 4;
+    const int h = blockIdx.y, kvh = h / (heads / kv_heads);
+    const int r0 = blockIdx.x * BR + warp * 16 + g, r1 = r0 + 8;
+    // A row past t sees no key (all masked) and is not written.
+    const int p0 = r0 < t ? (int)min(pos[r0], (u32)max_ctx - 1) : -1;
+    const int p1 = r1 < t ? (int)min(pos[r1], (u32)max_ctx - 1) : -1;
+    const bool bad0 = r0 < t && pos[r0] >= (u32)max_ctx, bad1 = r1 < t && pos[r1] >= (u32)max_ctx;
+
+    if (threadIdx.x == 0) {
+        u32 mx = 0;
+        for (int i = 0; i < BR; i++) {
+            const int r = blockIdx.x * BR + i;
+            if (r < t) mx = max(mx, pos[r] + 1);
+        }
+        kmax_s = (int)min(mx, (u32)max_ctx);
+    }
+
+    // Q fragments: rows r0 / r1, dims 16kk + 2tig (+1) and + 8.
+    const float qscale = scale * 1.4426950408889634f;
+    u32 qa[HEAD_DIM / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HEAD_DIM / 16; kk++) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int r = (i & 1) ? r1 : r0;
+            const int c = 16 * kk + 2 * tig + ((i & 2) ? 8 : 0);
+            float2 v = make_float2(0.0f, 0.0f);
+            if (r < t) v = *(const float2*)(q + ((i64)r * heads + h) * HEAD_DIM + c);
+            qa[kk][i] = pack_f16x2(v.x * qscale, v.y * qscale);
+        }
+    }
+    int wmax = max(p0, p1);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) wmax = max(wmax, __shfl_xor_sync(FULL_MASK, wmax, o));
+
+    float o[HEAD_DIM / 8][4];
+#pragma unroll
+    for (int i = 0; i < HEAD_DIM / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    __syncthreads();
+    const int kmax = kmax_s;
+    const u16* kbase = kc + (i64)kvh * max_ctx * HEAD_DIM;
+    const u16* vbase = vc + (i64)kvh * max_ctx * HEAD_DIM;
+
+    for (int kb = 0; kb < kmax; kb += BC) {
+        __syncthreads();
+        // K and V tiles, 16 bytes per thread per step; keys past kmax are zeros.
+        for (int c = threadIdx.x; c < BC * HEAD_DIM / 8; c += blockDim.x) {
+            const int j = c / (HEAD_DIM / 8), col = (c % (HEAD_DIM / 8)) * 8;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+            if (kb + j < kmax) {
+                kv = *(const uint4*)(kbase + (i64)(kb + j) * HEAD_DIM + col);
+                vv = *(const uint4*)(vbase + (i64)(kb + j) * HEAD_DIM + col);
+            }
+            *(uint4*)(Ks + j * KSTR + col) = kv;
+            *(uint4*)(Vs + j * KSTR + col) = vv;
+        }
+        __syncthreads();
+        if (kb > wmax) continue;  // every key of this tile is after every row of the warp
+
+        float s[BC / 8][4];
+#pragma unroll
+        for (int j = 0; j < BC / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < HEAD_DIM / 16; kk++) {
+#pragma unroll
+            for (int j = 0; j < BC / 8; j++) {
+                const u16* kr = Ks + (8 * j + g) * KSTR + 16 * kk + 2 * tig;
+                mma16816(s[j], qa[kk], *(const u32*)kr, *(const u32*)(kr + 8));
+            }
+        }
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < BC / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int key = kb + 8 * j + 2 * tig + e;
+                if (key > p0) s[j][e] = -INFINITY;
+                if (key > p1) s[j][2 + e] = -INFINITY;
+                mx0 = fmaxf(mx0, s[j][e]);
+                mx1 = fmaxf(mx1, s[j][2 + e]);
+            }
+        }
+#pragma unroll
+        for (int off = 1; off < 4; off <<= 1) {
+            mx0 = fmaxf(mx0, __shfl_xor_sync(FULL_MASK, mx0, off));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(FULL_MASK, mx1, off));
+        }
+        const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+        // A row with nothing visible yet keeps m = -inf: subtract 0 so exp2 gives 0, not NaN.
+        const float b0 = n0 == -INFINITY ? 0.0f : n0, b1 = n1 == -INFINITY ? 0.0f : n1;
+        const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
+        float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < BC / 8; j++) {
+            s[j][0] = exp2f(s[j][0] - b0);
+            s[j][1] = exp2f(s[j][1] - b0);
+            s[j][2] = exp2f(s[j][2] - b1);
+            s[j][3] = exp2f(s[j][3] - b1);
+            sum0 += s[j][0] + s[j][1];
+            sum1 += s[j][2] + s[j][3];
+        }
+        l0 = l0 * c0 + sum0;
+        l1 = l1 * c1 + sum1;
+        m0 = n0;
+        m1 = n1;
+#pragma unroll
+        for (int i = 0; i < HEAD_DIM / 8; i++) {
+            o[i][0] *= c0;
+            o[i][1] *= c0;
+            o[i][2] *= c1;
+            o[i][3] *= c1;
+        }
+        // P (the score fragments) becomes the A operand: k-step kt covers keys 16kt..+16.
+#pragma unroll
+        for (int kt = 0; kt < BC / 16; kt++) {
+            u32 pa[4];
+            pa[0] = pack_f16x2(s[2 * kt][0], s[2 * kt][1]);
+            pa[1] = pack_f16x2(s[2 * kt][2], s[2 * kt][3]);
+            pa[2] = pack_f16x2(s[2 * kt + 1][0], s[2 * kt + 1][1]);
+            pa[3] = pack_f16x2(s[2 * kt + 1][2], s[2 * kt + 1][3]);
+#pragma unroll
+            for (int nd = 0; nd < HEAD_DIM / 8; nd += 2) {
+                u32 b[4];
+                ldmatrix_x4_trans(b, Vs + (16 * kt + (lane & 15)) * KSTR + 8 * (nd + (lane >> 4)));
+                mma16816(o[nd], pa, b[0], b[1]);
+                mma16816(o[nd + 1], pa, b[2], b[3]);
+            }
+        }
+    }
+
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        l0 += __shfl_xor_sync(FULL_MASK, l0, off);
+        l1 += __shfl_xor_sync(FULL_MASK, l1, off);
+    }
+    const float i0 = l0 > 0.0f && !bad0 ? 1.0f / l0 : NAN_F32;
+    const float i1 = l1 > 0.0f && !bad1 ? 1.0f / l1 : NAN_F32;
+#pragma unroll
+    for (int nd = 0; nd < HEAD_DIM / 8; nd++) {
+        const int c = 8 * nd + 2 * tig;
+        if (r0 < t) *(float2*)(out + ((i64)r0 * heads + h) * HEAD_DIM + c) = make_float2(o[nd][0] * i0, o[nd][1] * i0);
+        if (r1 < t) *(float2*)(out + ((i64)r1 * heads + h) * HEAD_DIM + c) = make_float2(o[nd][2] * i1, o[nd][3] * i1);
+    }
+}
+#endif

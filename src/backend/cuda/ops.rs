@@ -1,0 +1,683 @@
+//! Launches of every op but matmul (matmul.rs): argument checks on the host, then one
+//! kernel of `kernels/<op>.cu`. A check that fails is an error before anything is enqueued.
+
+use super::nvrtc::{self, Variant};
+use super::{cuda_err, drv, Cuda, CudaBuf, CudaCache, CudaWeight};
+use crate::backend::RopeLayout;
+use crate::error::{Error, Result};
+use cudarc::driver::result as dr;
+use cudarc::driver::sys::CUfunction_attribute as FnAttr;
+use std::ffi::c_void;
+
+/// Which kernel computes attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttnPath {
+    /// Split f32 kernel for decode rows, tensor cores (attention_mma) for prefill where the
+    /// head size has a variant, the f32 kernel otherwise.
+    Auto,
+    /// The f32 kernel (`attention`), split or not as Auto would.
+    Simt,
+}
+
+/// A kernel argument: the address of a value that lives until the launch returns.
+pub(crate) fn arg<T>(v: &T) -> *mut c_void {
+    v as *const T as *mut c_void
+}
+
+/// Rows a decode step may have and still use split attention (its scratch is sized so).
+pub const SPLIT_ROWS: usize = 4;
+/// Query heads per kv head the split scratch is sized for.
+pub const SPLIT_GROUP: usize = 16;
+/// Keys per tile in attention.cu (BK) and the largest head_dim it takes (MAX_D).
+const ATTN_BK: usize = 32;
+pub const ATTN_MAX_D: usize = 256;
+/// Query rows per block of attention_mma (BR in attention.cu).
+const MMA_ROWS: usize = 64;
+/// Dynamic shared memory a kernel may use without opting in.
+const SMEM_DEFAULT: u32 = 48 << 10;
+
+fn i32_of(what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| {
+        Error::backend(
+            "cuda",
+            format!("{what} = {v} exceeds the kernels' 32-bit range"),
+        )
+    })
+}
+
+impl Cuda {
+    /// Launches kernel `name` of variant `v` on the stream. With LAMINA_CUDA_SYNC=1 it
+    /// also waits and names the kernel if it faulted.
+    pub(crate) fn launch(
+        &self,
+        v: &Variant,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        smem: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+            return Ok(());
+        }
+        if grid.1 > 65535 || grid.2 > 65535 || grid.0 > i32::MAX as u32 {
+            return Err(self.err(format!("{name}: grid {grid:?} exceeds CUDA's limits")));
+        }
+        let f = self.lock(&self.modules)?.function(v, name)?;
+        self.bind()?;
+        if smem > SMEM_DEFAULT {
+            if smem > self.info.smem_optin {
+                return Err(self.err(format!(
+                    "{name} needs {smem} bytes of shared memory; {} allows {}",
+                    self.info.name, self.info.smem_optin
+                )));
+            }
+            f.set_attribute(
+                FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+            .map_err(|e| {
+                cuda_err(
+                    format!("{name}: raising its shared memory to {smem} bytes"),
+                    e,
+                )
+            })?;
+        }
+        // SAFETY: every caller passes the kernel's exact parameter list (types and order of
+        // its `extern "C"` signature) and has checked the buffers' sizes.
+        unsafe {
+            dr::launch_kernel(
+                f.cu_function(),
+                grid,
+                block,
+                smem,
+                self.stream.cu_stream(),
+                args,
+            )
+        }
+        .map_err(|e| {
+            self.err(format!(
+                "launching {name} of {} (grid {grid:?}, block {block:?}, {smem} B shared): {}",
+                v.describe(),
+                drv(e)
+            ))
+        })?;
+        if self.sync_each && !self.is_capturing() {
+            self.stream.synchronize().map_err(|e| {
+                self.err(format!(
+                    "kernel {name} of {} failed: {}",
+                    v.describe(),
+                    drv(e)
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Blocks for a grid-stride loop over n elements.
+    fn blocks_for(&self, n: usize, threads: usize) -> u32 {
+        let want = n.div_ceil(threads).max(1);
+        want.min(self.info.multiprocessors as usize * 16) as u32
+    }
+
+    fn need(&self, what: &str, b: &CudaBuf, n: usize) -> Result<()> {
+        if b.len() < n {
+            return Err(self.err(format!(
+                "{what}: buffer holds {} floats, {n} needed",
+                b.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The step's rows must cover `t` (kernels read ids/positions of rows 0..t).
+    fn step_rows(&self, op: &str, t: usize) -> Result<()> {
+        let s = self.lock(&self.step)?;
+        if t > s.host_pos.len() {
+            return Err(self.err(format!(
+                "{op} of {t} rows but set_step gave {} rows",
+                s.host_pos.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_step_rows(&self, ids: &[u32], positions: &[u32]) -> Result<()> {
+        if ids.len() != positions.len() {
+            return Err(Error::Input(format!(
+                "set_step: {} ids but {} positions",
+                ids.len(),
+                positions.len()
+            )));
+        }
+        if let Some(limit) = *self.lock(&self.ctx_max)? {
+            if let Some(&p) = positions.iter().find(|&&p| p as usize >= limit) {
+                return Err(Error::Input(format!(
+                    "position {p} is past the KV cache ({limit} positions): raise --ctx-size or \
+                     shorten the prompt"
+                )));
+            }
+        }
+        if self.is_capturing() {
+            return Err(self.err("set_step inside a recorded step"));
+        }
+        let n = ids.len();
+        let mut s = self.lock(&self.step)?;
+        if n > s.cap {
+            let cap = n.next_power_of_two();
+            drop(s);
+            self.invalidate_graphs("step buffers grow")?;
+            s = self.lock(&self.step)?;
+            s.ids = self.dev_mem(cap * 4)?;
+            s.pos = self.dev_mem(cap * 4)?;
+            s.cap = cap;
+        }
+        self.bind()?;
+        let stream = self.stream.cu_stream();
+        // SAFETY: both buffers hold cap >= n u32; pageable sources are consumed on return.
+        unsafe {
+            dr::memcpy_htod_async(s.ids.ptr(), ids, stream)
+                .map_err(|e| cuda_err("set_step ids", e))?;
+            dr::memcpy_htod_async(s.pos.ptr(), positions, stream)
+                .map_err(|e| cuda_err("set_step positions", e))?;
+        }
+        s.host_ids = ids.to_vec();
+        s.host_pos = positions.to_vec();
+        Ok(())
+    }
+
+    fn step_ptrs(&self) -> Result<(u64, u64)> {
+        let s = self.lock(&self.step)?;
+        Ok((s.ids.ptr(), s.pos.ptr()))
+    }
+
+    pub(crate) fn new_cache(
+        &self,
+        layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        max_ctx: usize,
+    ) -> Result<CudaCache> {
+        if layers == 0 || kv_heads == 0 || head_dim == 0 || max_ctx == 0 {
+            return Err(self.err("KV cache with a zero dimension"));
+        }
+        if head_dim > ATTN_MAX_D {
+            return Err(self.err(format!(
+                "head_dim {head_dim} > {ATTN_MAX_D}, the attention kernel's limit"
+            )));
+        }
+        i32_of("max_ctx", max_ctx)?;
+        let bytes = [layers, kv_heads, max_ctx, head_dim, 2]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| self.err("KV cache size overflows"))?;
+        // Enough slices to give the GPU two blocks per SM at one decode row, each slice at
+        // least 256 keys of a full cache.
+        let sms = self.info.multiprocessors as usize;
+        let nsplit = (2 * sms)
+            .div_ceil(kv_heads)
+            .clamp(1, 64)
+            .min(max_ctx.div_ceil(256))
+            .max(1);
+        let part_len = SPLIT_ROWS * kv_heads * SPLIT_GROUP * nsplit * (head_dim + 2);
+        let k = self.dev_mem(bytes)?;
+        let v = self.dev_mem(bytes)?;
+        let part = self.dev_mem(part_len * 4)?;
+        self.bind()?;
+        // Zeroed so that nothing a kernel might read is ever uninitialized.
+        // SAFETY: both allocations hold `bytes`.
+        unsafe {
+            dr::memset_d8_async(k.ptr(), 0, bytes, self.stream.cu_stream())
+                .map_err(|e| cuda_err("clearing the KV cache", e))?;
+            dr::memset_d8_async(v.ptr(), 0, bytes, self.stream.cu_stream())
+                .map_err(|e| cuda_err("clearing the KV cache", e))?;
+        }
+        let mut limit = self.lock(&self.ctx_max)?;
+        *limit = Some(limit.map_or(max_ctx, |l| l.max(max_ctx)));
+        Ok(CudaCache {
+            k,
+            v,
+            layers,
+            kv_heads,
+            head_dim,
+            max_ctx,
+            nsplit,
+            part,
+            part_len,
+        })
+    }
+
+    pub(crate) fn op_embedding(&self, table: &CudaWeight, out: &CudaBuf, t: usize) -> Result<()> {
+        if t == 0 {
+            return Ok(());
+        }
+        if table.shape.len() != 2 {
+            return Err(self.err(format!(
+                "embedding table '{}' has shape {:?}",
+                table.name, table.shape
+            )));
+        }
+        let (vocab, cols) = (table.rows(), table.cols());
+        let row_bytes = table.dtype.row_bytes(cols).ok_or_else(|| {
+            self.err(format!(
+                "'{}': rows are not whole {} blocks",
+                table.name, table.dtype
+            ))
+        })?;
+        self.need("embedding out", out, t * cols)?;
+        self.step_rows("embedding", t)?;
+        if !self.is_capturing() {
+            let s = self.lock(&self.step)?;
+            if let Some(&id) = s.host_ids[..t].iter().find(|&&id| id as usize >= vocab) {
+                return Err(Error::Input(format!(
+                    "token id {id} is outside the vocabulary ({vocab})"
+                )));
+            }
+        }
+        let v = Variant::embedding(table.dtype)?;
+        let units = if table.dtype.is_quantized() {
+            cols / table.dtype.block_elems().min(32)
+        } else {
+            cols
+        };
+        let threads = 256u32;
+        let ychunks = units.div_ceil(threads as usize).clamp(1, 1024) as u32;
+        let (ids, _) = self.step_ptrs()?;
+        let (tp, op) = (table.ptr(), out.ptr());
+        let (rb, c, vb) = (
+            row_bytes as i64,
+            i32_of("cols", cols)?,
+            i32_of("vocab", vocab)?,
+        );
+        self.launch(
+            &v,
+            "embedding",
+            (t as u32, ychunks, 1),
+            (threads, 1, 1),
+            0,
+            &mut [arg(&tp), arg(&rb), arg(&ids), arg(&op), arg(&c), arg(&vb)],
+        )
+    }
+
+    pub(crate) fn op_rms_norm(
+        &self,
+        x: &CudaBuf,
+        w: &CudaWeight,
+        out: &CudaBuf,
+        t: usize,
+        dim: usize,
+        eps: f32,
+    ) -> Result<()> {
+        if t == 0 {
+            return Ok(());
+        }
+        if w.shape.iter().product::<usize>() < dim {
+            return Err(self.err(format!(
+                "rms_norm weight '{}' has {:?}, dim {dim}",
+                w.name, w.shape
+            )));
+        }
+        self.need("rms_norm x", x, t * dim)?;
+        self.need("rms_norm out", out, t * dim)?;
+        let v = Variant::rms_norm(w.dtype)?;
+        let (xp, wp, op, d) = (x.ptr(), w.ptr(), out.ptr(), i32_of("dim", dim)?);
+        self.launch(
+            &v,
+            "rms_norm",
+            (t as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &mut [arg(&xp), arg(&wp), arg(&op), arg(&d), arg(&eps)],
+        )
+    }
+
+    pub(crate) fn op_add_bias(
+        &self,
+        x: &CudaBuf,
+        bias: &CudaWeight,
+        t: usize,
+        n: usize,
+    ) -> Result<()> {
+        if bias.shape.iter().product::<usize>() < n {
+            return Err(self.err(format!(
+                "bias '{}' has {:?}, {n} needed",
+                bias.name, bias.shape
+            )));
+        }
+        let total = t * n;
+        if total == 0 {
+            return Ok(());
+        }
+        self.need("add_bias x", x, total)?;
+        let v = Variant::add_bias(bias.dtype)?;
+        let (xp, bp, tot, nn) = (x.ptr(), bias.ptr(), total as i64, i32_of("n", n)?);
+        self.launch(
+            &v,
+            "add_bias",
+            (self.blocks_for(total, 256), 1, 1),
+            (256, 1, 1),
+            0,
+            &mut [arg(&xp), arg(&bp), arg(&tot), arg(&nn)],
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn op_rope(
+        &self,
+        x: &CudaBuf,
+        inv_freq: &CudaBuf,
+        t: usize,
+        heads: usize,
+        head_dim: usize,
+        scale: f32,
+        layout: RopeLayout,
+    ) -> Result<()> {
+        if t == 0 || heads == 0 {
+            return Ok(());
+        }
+        if !head_dim.is_multiple_of(2) {
+            return Err(self.err(format!("rope needs an even head_dim, got {head_dim}")));
+        }
+        self.need("rope x", x, t * heads * head_dim)?;
+        self.need("rope inv_freq", inv_freq, head_dim / 2)?;
+        if heads > 65535 {
+            return Err(self.err(format!("rope: {heads} heads")));
+        }
+        self.step_rows("rope", t)?;
+        let (_, pos) = self.step_ptrs()?;
+        let threads = (head_dim / 2).next_multiple_of(32).clamp(32, 256) as u32;
+        let (xp, fp, h, d) = (
+            x.ptr(),
+            inv_freq.ptr(),
+            heads as i32,
+            i32_of("head_dim", head_dim)?,
+        );
+        let neox: i32 = match layout {
+            RopeLayout::Normal => 0,
+            RopeLayout::Neox => 1,
+        };
+        self.launch(
+            &Variant::plain("rope.cu", &["rope"]),
+            "rope",
+            (t as u32, heads as u32, 1),
+            (threads, 1, 1),
+            0,
+            &mut [
+                arg(&xp),
+                arg(&fp),
+                arg(&pos),
+                arg(&h),
+                arg(&d),
+                arg(&scale),
+                arg(&neox),
+            ],
+        )
+    }
+
+    fn check_layer(&self, cache: &CudaCache, layer: usize) -> Result<()> {
+        if layer >= cache.layers {
+            return Err(self.err(format!("layer {layer} of a {}-layer cache", cache.layers)));
+        }
+        Ok(())
+    }
+
+    /// Host-side position check for a direct (not replayed) launch.
+    fn check_positions(&self, cache: &CudaCache, t: usize) -> Result<()> {
+        let s = self.lock(&self.step)?;
+        if let Some(&p) = s.host_pos[..t]
+            .iter()
+            .find(|&&p| p as usize >= cache.max_ctx)
+        {
+            return Err(Error::Input(format!(
+                "position {p} is past the KV cache ({} positions)",
+                cache.max_ctx
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn op_kv_write(
+        &self,
+        cache: &CudaCache,
+        layer: usize,
+        k: &CudaBuf,
+        v: &CudaBuf,
+        t: usize,
+    ) -> Result<()> {
+        if t == 0 {
+            return Ok(());
+        }
+        self.check_layer(cache, layer)?;
+        let width = cache.kv_heads * cache.head_dim;
+        self.need("kv_write k", k, t * width)?;
+        self.need("kv_write v", v, t * width)?;
+        self.step_rows("kv_write", t)?;
+        self.check_positions(cache, t)?;
+        let (_, pos) = self.step_ptrs()?;
+        let off = cache.layer_offset(layer);
+        let (kp, vp, kc, vc) = (k.ptr(), v.ptr(), cache.k.ptr() + off, cache.v.ptr() + off);
+        let (h, d, mc) = (
+            cache.kv_heads as i32,
+            cache.head_dim as i32,
+            cache.max_ctx as i32,
+        );
+        let threads = cache.head_dim.next_multiple_of(32).min(256) as u32;
+        self.launch(
+            &Variant::plain("kv_write.cu", &["kv_write"]),
+            "kv_write",
+            (t as u32, cache.kv_heads as u32, 1),
+            (threads, 1, 1),
+            0,
+            &mut [
+                arg(&kp),
+                arg(&vp),
+                arg(&kc),
+                arg(&vc),
+                arg(&pos),
+                arg(&h),
+                arg(&d),
+                arg(&mc),
+            ],
+        )
+    }
+
+    /// The attention op; `path` forces the f32 kernel (tests compare it with the others).
+    #[allow(clippy::too_many_arguments)]
+    pub fn op_attention(
+        &self,
+        q: &CudaBuf,
+        cache: &CudaCache,
+        layer: usize,
+        out: &CudaBuf,
+        t: usize,
+        heads: usize,
+        scale: f32,
+        path: AttnPath,
+    ) -> Result<()> {
+        if t == 0 {
+            return Ok(());
+        }
+        self.check_layer(cache, layer)?;
+        let (kvh, d) = (cache.kv_heads, cache.head_dim);
+        if heads == 0 || !heads.is_multiple_of(kvh) {
+            return Err(self.err(format!(
+                "attention: {heads} query heads over {kvh} kv heads"
+            )));
+        }
+        let group = heads / kvh;
+        if group > 32 {
+            return Err(self.err(format!(
+                "attention: {group} query heads per kv head (at most 32)"
+            )));
+        }
+        self.need("attention q", q, t * heads * d)?;
+        self.need("attention out", out, t * heads * d)?;
+        self.step_rows("attention", t)?;
+        self.check_positions(cache, t)?;
+        let (_, pos) = self.step_ptrs()?;
+        let split = cache.nsplit > 1
+            && t <= SPLIT_ROWS
+            && group <= SPLIT_GROUP
+            && group * t <= 32
+            && t * heads * cache.nsplit * (d + 2) <= cache.part_len;
+        let off = cache.layer_offset(layer);
+        let (qp, kc, vc, op, pp) = (
+            q.ptr(),
+            cache.k.ptr() + off,
+            cache.v.ptr() + off,
+            out.ptr(),
+            cache.part.ptr(),
+        );
+        let (ti, hi, kvi, di, mc) = (
+            i32_of("t", t)?,
+            heads as i32,
+            kvh as i32,
+            d as i32,
+            cache.max_ctx as i32,
+        );
+        let mma = path == AttnPath::Auto && !self.f32_attention;
+        if !split && mma && nvrtc::MMA_HEAD_DIMS.contains(&d) {
+            if heads > 65535 {
+                return Err(self.err(format!("attention: {heads} heads")));
+            }
+            let tiles = u32::try_from(t.div_ceil(MMA_ROWS))
+                .map_err(|_| self.err("attention grid too large"))?;
+            return self.launch(
+                &Variant::attention_mma(d)?,
+                "attention_mma",
+                (tiles, heads as u32, 1),
+                (128, 1, 1),
+                0,
+                &mut [
+                    arg(&qp),
+                    arg(&kc),
+                    arg(&vc),
+                    arg(&pos),
+                    arg(&op),
+                    arg(&ti),
+                    arg(&hi),
+                    arg(&kvi),
+                    arg(&mc),
+                    arg(&scale),
+                ],
+            );
+        }
+        let (rpb, nsplit, tiles) = if split {
+            (t, cache.nsplit, 1)
+        } else {
+            let rpb = (16 / group).max(1);
+            (rpb, 1, t.div_ceil(rpb))
+        };
+        let warps = group * rpb;
+        let smem = (ATTN_BK * (d + 1) + ATTN_BK * d + warps * d) * 4;
+        let (rpbi, nsi) = (rpb as i32, nsplit as i32);
+        let v = Variant::attention();
+        let grid_x =
+            u32::try_from(tiles * nsplit).map_err(|_| self.err("attention grid too large"))?;
+        self.launch(
+            &v,
+            "attention",
+            (grid_x, kvh as u32, 1),
+            ((warps * 32) as u32, 1, 1),
+            smem as u32,
+            &mut [
+                arg(&qp),
+                arg(&kc),
+                arg(&vc),
+                arg(&pos),
+                arg(&op),
+                arg(&pp),
+                arg(&ti),
+                arg(&hi),
+                arg(&kvi),
+                arg(&di),
+                arg(&mc),
+                arg(&rpbi),
+                arg(&nsi),
+                arg(&scale),
+            ],
+        )?;
+        if !split {
+            return Ok(());
+        }
+        if heads > 65535 {
+            return Err(self.err(format!("attention: {heads} heads")));
+        }
+        self.launch(
+            &v,
+            "attention_combine",
+            (t as u32, heads as u32, 1),
+            (128, 1, 1),
+            0,
+            &mut [arg(&pp), arg(&op), arg(&hi), arg(&di), arg(&nsi)],
+        )
+    }
+
+    pub(crate) fn op_swiglu(
+        &self,
+        gate: &CudaBuf,
+        up: &CudaBuf,
+        out: &CudaBuf,
+        n: usize,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.need("swiglu gate", gate, n)?;
+        self.need("swiglu up", up, n)?;
+        self.need("swiglu out", out, n)?;
+        let (g, u, o, nn) = (gate.ptr(), up.ptr(), out.ptr(), n as i64);
+        self.launch(
+            &Variant::plain("swiglu.cu", &["swiglu"]),
+            "swiglu",
+            (self.blocks_for(n, 256), 1, 1),
+            (256, 1, 1),
+            0,
+            &mut [arg(&g), arg(&u), arg(&o), arg(&nn)],
+        )
+    }
+
+    pub(crate) fn op_add(&self, x: &CudaBuf, y: &CudaBuf, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.need("add x", x, n)?;
+        self.need("add y", y, n)?;
+        let (xp, yp, nn) = (x.ptr(), y.ptr(), n as i64);
+        self.launch(
+            &Variant::plain("add.cu", &["add"]),
+            "add",
+            (self.blocks_for(n, 256), 1, 1),
+            (256, 1, 1),
+            0,
+            &mut [arg(&xp), arg(&yp), arg(&nn)],
+        )
+    }
+
+    /// A device-to-device copy on the stream (a memcpy node when recorded).
+    pub(crate) fn op_copy(
+        &self,
+        src: &CudaBuf,
+        src_off: usize,
+        dst: &CudaBuf,
+        dst_off: usize,
+        n: usize,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.need("copy src", src, src_off + n)?;
+        self.need("copy dst", dst, dst_off + n)?;
+        self.bind()?;
+        // SAFETY: both ranges lie inside their buffers (checked above).
+        unsafe {
+            dr::memcpy_dtod_async(
+                dst.ptr() + 4 * dst_off as u64,
+                src.ptr() + 4 * src_off as u64,
+                4 * n,
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(|e| cuda_err("copy", e))
+    }
+}

@@ -1,0 +1,67 @@
+//! Support shared by integration tests.
+#![allow(dead_code)]
+
+pub mod golden;
+
+use golden::{Golden, Run};
+use lamina::generate::{EngineOptions, InferenceAdapter};
+use lamina::sample::argmax;
+use lamina::select::{open, BackendChoice};
+use lamina::testdata;
+
+/// Where a golden's model is: a fetched GGUF, or a tiny model made by make_tiny_models.py.
+pub fn model_path(g: &Golden) -> String {
+    let src = &g.source;
+    let path = match src.get("kind").and_then(|k| k.as_str()) {
+        Some("gguf") => testdata::file(src["file"].as_str().expect("gguf golden names its file")),
+        _ => {
+            let dir = src.get("dir").and_then(|d| d.as_str()).unwrap_or(&g.model);
+            testdata::file(&format!("tiny/{dir}"))
+        }
+    };
+    path.unwrap_or_else(|e| panic!("{e} (and scripts/make_tiny_models.py for tiny models)"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs every case of a golden on a backend: logits at the stored prompt positions (one
+/// prefill pass), then greedy decoding with the logits of each step.
+pub fn run_golden(choice: BackendChoice, g: &Golden) -> Vec<(String, Run)> {
+    let longest = g
+        .cases
+        .iter()
+        .map(|c| c.prompt_ids.len())
+        .max()
+        .unwrap_or(0);
+    let opts = EngineOptions {
+        ctx_size: longest + g.greedy_steps + 8,
+        batch: 64,
+    };
+    let mut a: Box<dyn InferenceAdapter> = open(&model_path(g), choice, opts).unwrap();
+    a.load().unwrap();
+    let vocab = a.vocab_size();
+    g.cases
+        .iter()
+        .map(|c| {
+            let rows = c.positions.len();
+            let flat = a.prefill_rows(&c.prompt_ids, rows).unwrap();
+            let prompt_logits: Vec<Vec<f32>> = flat.chunks(vocab).map(|r| r.to_vec()).collect();
+            let mut run = Run {
+                prompt_logits,
+                ..Default::default()
+            };
+            let mut logits = run.prompt_logits.last().unwrap().clone();
+            for step in 0..g.greedy_steps {
+                let id = argmax(&logits);
+                run.greedy_ids.push(id);
+                run.greedy_logits.push(logits);
+                if step + 1 < g.greedy_steps {
+                    logits = a.decode_token(id).unwrap();
+                } else {
+                    logits = vec![];
+                }
+            }
+            (c.name.clone(), run)
+        })
+        .collect()
+}

@@ -1,0 +1,653 @@
+//! CUDA ops on an NVIDIA GPU. These tests are ignored where there is none (CI, the build
+//! machine): `cargo test` lists them as ignored, never as passed. scripts/gpu_check.sh runs
+//! them on a GPU machine with `--ignored`.
+//!
+//! Besides the per-op case table against the reference (`ops_cuda_match_reference`), they
+//! check the backend against itself where two code paths must agree: matmul_gemv against
+//! cuBLASLt, a replayed CUDA graph against direct launches, split decode attention against
+//! single-pass attention.
+
+use lamina::backend::cases;
+use lamina::backend::cuda::matmul::Path;
+use lamina::backend::cuda::ops::AttnPath;
+use lamina::backend::cuda::{nvrtc, Cuda, CudaBuf, CudaCache, CudaWeight};
+use lamina::backend::{Backend, RopeLayout, WeightView};
+use lamina::dtype::DType;
+use lamina::weights::TensorInfo;
+
+fn cuda() -> Cuda {
+    Cuda::new(0).unwrap_or_else(|e| panic!("this test needs an NVIDIA GPU: {e}"))
+}
+
+/// xorshift64*: deterministic test data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [-1, 1), never exactly zero.
+    fn f(&mut self) -> f32 {
+        let v = (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+        if v == 0.0 {
+            0.5
+        } else {
+            v
+        }
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f()).collect()
+    }
+}
+
+fn f16(x: f32) -> [u8; 2] {
+    half::f16::from_f32(x).to_le_bytes()
+}
+
+/// Byte offsets of the f16 scale fields in one block of each GGUF type.
+fn scale_offsets(d: DType) -> &'static [usize] {
+    match d {
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[0],
+        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+        DType::Q2_K => &[80, 82],
+        DType::Q3_K => &[108],
+        DType::Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// A random, valid tensor of `dtype`: random quant bits with small finite scales.
+fn weight_bytes(rng: &mut Rng, dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
+    let n = rows * cols;
+    match dtype {
+        DType::F32 => rng.vec(n).iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::F16 => rng.vec(n).iter().flat_map(|&v| f16(v)).collect(),
+        DType::BF16 => rng
+            .vec(n)
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect(),
+        d => {
+            let bytes = d.tensor_bytes(&[rows, cols]).expect("whole blocks");
+            let mut b: Vec<u8> = (0..bytes).map(|_| rng.next() as u8).collect();
+            for blk in b.chunks_mut(d.block_bytes()) {
+                for &o in scale_offsets(d) {
+                    blk[o..o + 2].copy_from_slice(&f16(0.01 + 0.02 * rng.f().abs()));
+                }
+            }
+            b
+        }
+    }
+}
+
+fn upload(c: &Cuda, name: &str, dtype: DType, shape: &[usize], bytes: &[u8]) -> CudaWeight {
+    let t = TensorInfo {
+        name: name.into(),
+        file_name: name.into(),
+        dtype,
+        shape: shape.to_vec(),
+        file: 0,
+        offset: 0,
+        len: bytes.len(),
+    };
+    c.upload_weight(&t, bytes).unwrap()
+}
+
+/// A random weight; past 2048 rows the first 2048 rows repeat (big tensors for timing
+/// stay cheap to make and still hold no zeros).
+fn random_weight(
+    c: &Cuda,
+    rng: &mut Rng,
+    name: &str,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+) -> CudaWeight {
+    let head = weight_bytes(rng, dtype, rows.min(2048), cols);
+    let row_bytes = dtype.row_bytes(cols).unwrap();
+    let bytes: Vec<u8> = head
+        .chunks(row_bytes)
+        .cycle()
+        .take(rows)
+        .flatten()
+        .copied()
+        .collect();
+    upload(c, name, dtype, &[rows, cols], &bytes)
+}
+
+fn buf(c: &Cuda, data: &[f32]) -> CudaBuf {
+    let b = c.alloc(data.len()).unwrap();
+    c.write(&b, data).unwrap();
+    b
+}
+
+/// A buffer filled with NaN, so an element a kernel forgets stays visible.
+fn poisoned(c: &Cuda, n: usize) -> CudaBuf {
+    buf(c, &vec![f32::NAN; n])
+}
+
+fn nmse(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        if !x.is_finite() || !y.is_finite() {
+            return f64::INFINITY;
+        }
+        num += (x as f64 - y as f64).powi(2);
+        den += (y as f64).powi(2);
+    }
+    num / den.max(1e-30)
+}
+
+fn view(w: &CudaWeight, row0: usize, rows: usize) -> WeightView<'_, CudaWeight> {
+    WeightView {
+        w,
+        row0,
+        rows,
+        cols: w.cols(),
+        scale: None,
+        zero: None,
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn ops_cuda_match_reference() {
+    // The per-op case table (src/backend/cases.rs) on CUDA against the reference backend.
+    let c = cuda();
+    let results = cases::run_all(&c);
+    let s = cases::summarize(&results);
+    println!("{}", s.report);
+    assert_eq!(
+        s.skipped, 0,
+        "CUDA skipped cases its support table should cover"
+    );
+    assert!(s.ok(), "CUDA conformance failed:\n{}", s.report);
+    assert_eq!(s.passed, cases::cases().len());
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn gemv_and_cublaslt_agree() {
+    let c = cuda();
+    let mut rng = Rng(0x5eed);
+    let (rows, cols, row0, vrows) = (520, 512, 8, 500);
+    let mut report = Vec::new();
+    for &dtype in nvrtc::MATMUL_DTYPES {
+        let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
+        for t in [1, 3, 8] {
+            let x = buf(&c, &rng.vec(t * cols));
+            let a = poisoned(&c, t * vrows);
+            let b = poisoned(&c, t * vrows);
+            c.op_matmul(&x, &view(&w, row0, vrows), &a, t, Path::Gemv)
+                .unwrap();
+            c.op_matmul(&x, &view(&w, row0, vrows), &b, t, Path::Blas)
+                .unwrap();
+            let (a, b) = (
+                c.read(&a, t * vrows).unwrap(),
+                c.read(&b, t * vrows).unwrap(),
+            );
+            let e = nmse(&b, &a);
+            // cuBLASLt multiplies f16/bf16 operands (x rounded, GGUF blocks dequantized to
+            // f16): a few units of the 16-bit rounding; F32 stays f32 on both paths.
+            let limit = match dtype {
+                DType::F32 => 1e-10,
+                DType::BF16 => 1e-4,
+                _ => 1e-5,
+            };
+            report.push(format!("{dtype} t={t}: nmse {e:.2e} (limit {limit:.0e})"));
+            assert!(
+                e < limit,
+                "{dtype} t={t}: gemv and cuBLASLt differ, nmse {e:.3e}\n{}",
+                report.join("\n")
+            );
+        }
+    }
+    // I8 (W8A8): dp4a GEMV and cuBLASLt int8 add the same integers; only the final f32
+    // scaling may round differently.
+    let w = random_weight(&c, &mut rng, "w", DType::I8, rows, cols);
+    let scales: Vec<u8> = (0..rows)
+        .flat_map(|_| half::bf16::from_f32(0.01 * (1.0 + rng.f().abs())).to_le_bytes())
+        .collect();
+    let scale = upload(&c, "w.scale", DType::BF16, &[rows, 1], &scales);
+    let zeros: Vec<u8> = (0..rows).map(|_| (rng.next() % 9) as u8).collect();
+    let zero = upload(&c, "w.zero", DType::I8, &[rows, 1], &zeros);
+    for t in [1, 8, 40] {
+        let x = buf(&c, &rng.vec(t * cols));
+        let v = |w| WeightView {
+            w,
+            row0,
+            rows: vrows,
+            cols,
+            scale: Some(&scale),
+            zero: Some(&zero),
+        };
+        let (a, b) = (poisoned(&c, t * vrows), poisoned(&c, t * vrows));
+        c.op_matmul(&x, &v(&w), &a, t, Path::Gemv).unwrap();
+        c.op_matmul(&x, &v(&w), &b, t, Path::Blas).unwrap();
+        let e = nmse(
+            &c.read(&b, t * vrows).unwrap(),
+            &c.read(&a, t * vrows).unwrap(),
+        );
+        eprintln!("I8 t={t}: nmse {e:.2e}");
+        assert!(
+            e < 1e-12,
+            "I8 t={t}: dp4a and cuBLASLt int8 differ: nmse {e:.3e}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn gemv_chunks_match_for_odd_shapes() {
+    // Shapes cuBLASLt is not given (odd columns, rows not a multiple of 4): more than MAX_T
+    // tokens run matmul_gemv in chunks; each chunk must equal a single-token product.
+    let c = cuda();
+    let mut rng = Rng(77);
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let (rows, cols, t) = (37, 203, 19);
+        let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
+        let xs = rng.vec(t * cols);
+        let x = buf(&c, &xs);
+        let all = poisoned(&c, t * rows);
+        c.op_matmul(&x, &view(&w, 0, rows), &all, t, Path::Auto)
+            .unwrap();
+        let all = c.read(&all, t * rows).unwrap();
+        for r in [0, 8, 18] {
+            let x1 = buf(&c, &xs[r * cols..(r + 1) * cols]);
+            let o1 = poisoned(&c, rows);
+            c.op_matmul(&x1, &view(&w, 0, rows), &o1, 1, Path::Gemv)
+                .unwrap();
+            let o1 = c.read(&o1, rows).unwrap();
+            assert_eq!(&all[r * rows..(r + 1) * rows], &o1[..], "{dtype} token {r}");
+        }
+    }
+}
+
+/// A one-layer model of real structure (GQA, GGUF and 16-bit weights) for step tests.
+struct Mini {
+    emb: CudaWeight,
+    norm: CudaWeight,
+    wq: CudaWeight,
+    wkv: CudaWeight,
+    wo: CudaWeight,
+    gate_up: CudaWeight,
+    down: CudaWeight,
+    out: CudaWeight,
+    inv_freq: CudaBuf,
+    bufs: Vec<CudaBuf>,
+}
+
+const HID: usize = 256;
+const HEADS: usize = 4;
+const KVH: usize = 2;
+const HD: usize = 64;
+const FFN: usize = 512;
+const VOCAB: usize = 96;
+const MAXT: usize = 16;
+
+impl Mini {
+    fn new(c: &Cuda) -> Mini {
+        let mut rng = Rng(2024);
+        let norm_w: Vec<u8> = (0..HID)
+            .flat_map(|_| (1.0 + 0.1 * rng.f()).to_le_bytes())
+            .collect();
+        let inv: Vec<f32> = (0..HD / 2)
+            .map(|i| 10000f32.powf(-2.0 * i as f32 / HD as f32))
+            .collect();
+        Mini {
+            emb: random_weight(c, &mut rng, "token_embd.weight", DType::Q8_0, VOCAB, HID),
+            norm: upload(c, "attn_norm.weight", DType::F32, &[HID], &norm_w),
+            wq: random_weight(c, &mut rng, "attn_q.weight", DType::F16, HEADS * HD, HID),
+            // K and V fused, read through row views as Phi-3's qkv is.
+            wkv: random_weight(
+                c,
+                &mut rng,
+                "attn_kv.weight",
+                DType::Q4_0,
+                2 * KVH * HD,
+                HID,
+            ),
+            wo: random_weight(
+                c,
+                &mut rng,
+                "attn_output.weight",
+                DType::BF16,
+                HID,
+                HEADS * HD,
+            ),
+            gate_up: random_weight(c, &mut rng, "ffn_gate_up.weight", DType::Q4_K, 2 * FFN, HID),
+            down: random_weight(c, &mut rng, "ffn_down.weight", DType::Q6_K, HID, FFN),
+            out: random_weight(c, &mut rng, "output.weight", DType::Q8_0, VOCAB, HID),
+            inv_freq: buf(c, &inv),
+            bufs: (0..9)
+                .map(|_| c.alloc(MAXT * FFN.max(HEADS * HD)).unwrap())
+                .collect(),
+        }
+    }
+
+    /// Enqueues one step of t rows (ids/positions already set); logits land in bufs[8].
+    fn step(&self, c: &Cuda, cache: &CudaCache, t: usize) -> lamina::Result<()> {
+        let [x, h, q, k, v, a, g, u, logits] = &self.bufs[..] else {
+            unreachable!()
+        };
+        c.embedding(&self.emb, x, t)?;
+        c.rms_norm(x, &self.norm, h, t, HID, 1e-5)?;
+        c.matmul(h, view(&self.wq, 0, HEADS * HD), q, t)?;
+        c.matmul(h, view(&self.wkv, 0, KVH * HD), k, t)?;
+        c.matmul(h, view(&self.wkv, KVH * HD, KVH * HD), v, t)?;
+        c.rope(q, &self.inv_freq, t, HEADS, HD, 1.0, RopeLayout::Neox)?;
+        c.rope(k, &self.inv_freq, t, KVH, HD, 1.0, RopeLayout::Neox)?;
+        c.kv_write(cache, 0, k, v, t)?;
+        c.attention(q, cache, 0, a, t, HEADS, 1.0 / (HD as f32).sqrt())?;
+        c.matmul(a, view(&self.wo, 0, HID), h, t)?;
+        c.add(x, h, t * HID)?;
+        c.rms_norm(x, &self.norm, h, t, HID, 1e-5)?;
+        c.matmul(h, view(&self.gate_up, 0, FFN), g, t)?;
+        c.matmul(h, view(&self.gate_up, FFN, FFN), u, t)?;
+        c.swiglu(g, u, g, t * FFN)?;
+        c.matmul(g, view(&self.down, 0, HID), h, t)?;
+        c.add(x, h, t * HID)?;
+        c.rms_norm(x, &self.norm, h, t, HID, 1e-5)?;
+        c.matmul(h, view(&self.out, 0, VOCAB), logits, t)
+    }
+
+    /// Prefill of 11 tokens (cuBLASLt and prefill attention), then `steps` decode steps,
+    /// recorded under a key when `graph`. Returns each step's logits.
+    fn run(&self, c: &Cuda, graph: bool, steps: usize) -> Vec<Vec<f32>> {
+        let cache = c.alloc_cache(1, KVH, HD, 4096).unwrap();
+        let prompt: Vec<u32> = (0..11).map(|i| (i * 7 + 3) % VOCAB as u32).collect();
+        let pos: Vec<u32> = (0..prompt.len() as u32).collect();
+        c.set_step(&prompt, &pos).unwrap();
+        c.record(None, &mut || self.step(c, &cache, prompt.len()))
+            .unwrap();
+        let mut out = vec![c.read(&self.bufs[8], prompt.len() * VOCAB).unwrap()];
+        for s in 0..steps {
+            let id = (s as u32 * 13 + 5) % VOCAB as u32;
+            c.set_step(&[id], &[prompt.len() as u32 + s as u32])
+                .unwrap();
+            let key = graph.then_some(1);
+            c.record(key, &mut || self.step(c, &cache, 1)).unwrap();
+            out.push(c.read(&self.bufs[8], VOCAB).unwrap());
+        }
+        out
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn graph_replay_matches_direct_launches() {
+    let c = cuda();
+    let m = Mini::new(&c);
+    let direct = m.run(&c, false, 6);
+    c.clear_graphs().unwrap();
+    let replayed = m.run(&c, true, 6);
+    for (i, (a, b)) in direct.iter().zip(&replayed).enumerate() {
+        assert!(
+            a.iter().all(|v| v.is_finite()),
+            "step {i}: non-finite logits"
+        );
+        assert_eq!(
+            a, b,
+            "step {i}: replayed graph differs from direct launches"
+        );
+    }
+    // Decode steps see different tokens and positions, so their logits differ.
+    assert_ne!(
+        direct[1], direct[2],
+        "decode steps produced identical logits"
+    );
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn split_decode_attention_matches_single_pass() {
+    // Keys and values for 1000 positions, then the last position's attention two ways: as
+    // the last row of a 1000-row prefill by the f32 kernel (one pass over the keys per
+    // block) and as a one-row decode step (keys split into the cache's slices, then
+    // combined), which must agree to rounding. The prefill is also run on tensor cores.
+    let c = cuda();
+    let mut rng = Rng(99);
+    let (n, heads, kvh, d) = (1000usize, 8usize, 2usize, 128usize);
+    let cache = c.alloc_cache(2, kvh, d, 8192).unwrap();
+    assert!(
+        cache.nsplit > 1,
+        "the device gave a cache without split attention"
+    );
+    let ids: Vec<u32> = vec![0; n];
+    let pos: Vec<u32> = (0..n as u32).collect();
+    c.set_step(&ids, &pos).unwrap();
+    let k = buf(&c, &rng.vec(n * kvh * d));
+    let v = buf(&c, &rng.vec(n * kvh * d));
+    c.kv_write(&cache, 1, &k, &v, n).unwrap();
+    let qs = rng.vec(n * heads * d);
+    let q = buf(&c, &qs);
+    // The f32 kernel in one pass, and tensor cores (Auto for 1000 rows of head_dim 128).
+    let full = poisoned(&c, n * heads * d);
+    c.op_attention(&q, &cache, 1, &full, n, heads, 0.125, AttnPath::Simt)
+        .unwrap();
+    let full = c.read(&full, n * heads * d).unwrap();
+    assert!(
+        full.iter().all(|x| x.is_finite()),
+        "prefill attention left NaN"
+    );
+    let mma = poisoned(&c, n * heads * d);
+    c.attention(&q, &cache, 1, &mma, n, heads, 0.125).unwrap();
+    let e = nmse(&c.read(&mma, n * heads * d).unwrap(), &full);
+    assert!(
+        e < 1e-5,
+        "tensor-core prefill attention differs: nmse {e:.3e}"
+    );
+
+    c.set_step(&[0], &[n as u32 - 1]).unwrap();
+    let q1 = buf(&c, &qs[(n - 1) * heads * d..]);
+    let one = poisoned(&c, heads * d);
+    c.attention(&q1, &cache, 1, &one, 1, heads, 0.125).unwrap();
+    let one = c.read(&one, heads * d).unwrap();
+    let e = nmse(&one, &full[(n - 1) * heads * d..]);
+    assert!(
+        e < 1e-10,
+        "split decode attention differs from single pass: nmse {e:.3e}"
+    );
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn tensor_core_attention_matches_f32_attention() {
+    // Prefill of 100 rows after 37 earlier positions, for each head size with an
+    // attention_mma variant and GQA groups of 7, 1 and 4: tensor cores (f16 Q and P) against
+    // the f32 kernel.
+    let c = cuda();
+    let mut rng = Rng(4242);
+    for (d, heads, kvh) in [
+        (64usize, 14usize, 2usize),
+        (80, 4, 4),
+        (96, 32, 32),
+        (128, 32, 8),
+    ] {
+        let cache = c.alloc_cache(1, kvh, d, 512).unwrap();
+        for (p0, n) in [(0u32, 37usize), (37, 100)] {
+            let pos: Vec<u32> = (p0..p0 + n as u32).collect();
+            c.set_step(&vec![0; n], &pos).unwrap();
+            let k = buf(&c, &rng.vec(n * kvh * d));
+            let v = buf(&c, &rng.vec(n * kvh * d));
+            c.kv_write(&cache, 0, &k, &v, n).unwrap();
+        }
+        let n = 100;
+        let q = buf(&c, &rng.vec(n * heads * d));
+        let scale = 1.0 / (d as f32).sqrt();
+        let (a, b) = (poisoned(&c, n * heads * d), poisoned(&c, n * heads * d));
+        c.op_attention(&q, &cache, 0, &a, n, heads, scale, AttnPath::Auto)
+            .unwrap();
+        c.op_attention(&q, &cache, 0, &b, n, heads, scale, AttnPath::Simt)
+            .unwrap();
+        let (a, b) = (
+            c.read(&a, n * heads * d).unwrap(),
+            c.read(&b, n * heads * d).unwrap(),
+        );
+        let e = nmse(&a, &b);
+        eprintln!("head_dim {d}, {heads}/{kvh} heads: nmse {e:.2e}");
+        assert!(
+            e < 1e-5,
+            "head_dim {d}: tensor-core attention differs from f32: nmse {e:.3e}"
+        );
+    }
+}
+
+fn median(mut v: Vec<f32>) -> f32 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median device time of `reps` calls after 3 warm-up calls; `i` says which call it is.
+fn time(c: &Cuda, reps: usize, f: &mut dyn FnMut(usize) -> lamina::Result<()>) -> f32 {
+    for i in 0..3 {
+        f(i).unwrap();
+    }
+    let t = (0..reps)
+        .map(|i| c.time_ms(&mut || f(i)).unwrap())
+        .collect();
+    let m = median(t);
+    assert!(m > 0.0, "a timing of zero");
+    m
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn performance_report() {
+    // Not a pass/fail benchmark: the speeds of the kernels that decide decode and prefill
+    // throughput on Llama-3.1-8B shapes, printed for the notes (device events, warm-up,
+    // median of repeats, weights rotated through more copies than L2 holds). It checks
+    // only that every output is finite.
+    let c = cuda();
+    let mut rng = Rng(31337);
+    println!("device: {}", c.describe());
+    println!("| matmul decode (t=1) | rows x cols | us | GB/s |");
+    println!("|---|---|---|---|");
+    let shapes = [
+        (4096, 4096),
+        (1024, 4096),
+        (14336, 4096),
+        (4096, 14336),
+        (128256, 4096),
+    ];
+    for dtype in [
+        DType::BF16,
+        DType::F16,
+        DType::Q8_0,
+        DType::Q6_K,
+        DType::Q5_0,
+        DType::Q4_K,
+        DType::Q4_0,
+    ] {
+        for &(rows, cols) in &shapes {
+            let bytes = dtype.tensor_bytes(&[rows, cols]).unwrap();
+            let copies = (400usize << 20).div_ceil(bytes).clamp(1, 8);
+            let ws: Vec<CudaWeight> = (0..copies)
+                .map(|_| random_weight(&c, &mut rng, "w", dtype, rows, cols))
+                .collect();
+            let x = buf(&c, &rng.vec(cols));
+            let out = poisoned(&c, rows);
+            let ms = time(&c, 20, &mut |i| {
+                c.op_matmul(&x, &view(&ws[i % copies], 0, rows), &out, 1, Path::Gemv)
+            });
+            assert!(c.read(&out, rows).unwrap().iter().all(|v| v.is_finite()));
+            println!(
+                "| {dtype} | {rows} x {cols} | {:.1} | {:.0} |",
+                ms * 1e3,
+                bytes as f64 / ms as f64 / 1e6
+            );
+        }
+    }
+    for &(rows, cols) in &shapes {
+        // W8A8: int8 weights, bf16 per-row scales, activations quantized per token.
+        let bytes = rows * cols;
+        let copies = (400usize << 20).div_ceil(bytes).clamp(1, 8);
+        let ws: Vec<CudaWeight> = (0..copies)
+            .map(|_| random_weight(&c, &mut rng, "w", DType::I8, rows, cols))
+            .collect();
+        let scales: Vec<u8> = (0..rows)
+            .flat_map(|_| half::bf16::from_f32(0.01).to_le_bytes())
+            .collect();
+        let scale = upload(&c, "w.scale", DType::BF16, &[rows, 1], &scales);
+        let x = buf(&c, &rng.vec(cols));
+        let out = poisoned(&c, rows);
+        let ms = time(&c, 20, &mut |i| {
+            let v = WeightView {
+                w: &ws[i % copies],
+                row0: 0,
+                rows,
+                cols,
+                scale: Some(&scale),
+                zero: None,
+            };
+            c.op_matmul(&x, &v, &out, 1, Path::Gemv)
+        });
+        assert!(c.read(&out, rows).unwrap().iter().all(|v| v.is_finite()));
+        println!(
+            "| I8 (W8A8) | {rows} x {cols} | {:.1} | {:.0} |",
+            ms * 1e3,
+            bytes as f64 / ms as f64 / 1e6
+        );
+    }
+    println!("| matmul prefill (cuBLASLt) | t x rows x cols | ms | TFLOP/s |");
+    println!("|---|---|---|---|");
+    for dtype in [DType::BF16, DType::Q8_0, DType::Q4_K] {
+        for &(rows, cols) in &shapes[..4] {
+            let t = 512;
+            let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
+            let x = buf(&c, &rng.vec(t * cols));
+            let out = poisoned(&c, t * rows);
+            let ms = time(&c, 10, &mut |_| {
+                c.op_matmul(&x, &view(&w, 0, rows), &out, t, Path::Blas)
+            });
+            assert!(c
+                .read(&out, t * rows)
+                .unwrap()
+                .iter()
+                .all(|v| v.is_finite()));
+            let flop = 2.0 * (t * rows * cols) as f64;
+            println!(
+                "| {dtype} | {t} x {rows} x {cols} | {ms:.3} | {:.0} |",
+                flop / ms as f64 / 1e9
+            );
+        }
+    }
+    println!("| attention (32 q / 8 kv heads, d 128) | rows, depth | ms | |");
+    println!("|---|---|---|---|");
+    let (heads, kvh, d) = (32usize, 8usize, 128usize);
+    for (t, depth) in [(512usize, 512usize), (4096, 4096), (1, 4096), (1, 32768)] {
+        let cache = c.alloc_cache(1, kvh, d, depth).unwrap();
+        let fill = depth.min(4096);
+        for p0 in (0..depth).step_by(fill) {
+            let pos: Vec<u32> = (p0 as u32..(p0 + fill) as u32).collect();
+            c.set_step(&vec![0; fill], &pos).unwrap();
+            let k = buf(&c, &rng.vec(fill * kvh * d));
+            c.kv_write(&cache, 0, &k, &k, fill).unwrap();
+        }
+        let pos: Vec<u32> = ((depth - t) as u32..depth as u32).collect();
+        c.set_step(&vec![0; t], &pos).unwrap();
+        let q = buf(&c, &rng.vec(t * heads * d));
+        let out = poisoned(&c, t * heads * d);
+        let ms = time(&c, 10, &mut |_| {
+            c.attention(&q, &cache, 0, &out, t, heads, 0.088)
+        });
+        assert!(c
+            .read(&out, t * heads * d)
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite()));
+        let note = if t == 1 {
+            let kv_bytes = 2 * kvh * depth * d * 2;
+            format!("{:.0} GB/s of KV", kv_bytes as f64 / ms as f64 / 1e6)
+        } else {
+            // causal: about half of t x depth scores, 4 flop per score and dimension
+            let flop = 4.0 * heads as f64 * d as f64 * (t * depth) as f64 / 2.0;
+            format!("{:.0} TFLOP/s", flop / ms as f64 / 1e9)
+        };
+        println!("| {t}, {depth} | {ms:.3} | {note} |");
+    }
+}
