@@ -8,7 +8,10 @@ use lamina::testdata;
 
 fn adapter(file: &str) -> Box<dyn InferenceAdapter> {
     let path = testdata::file(file).unwrap();
-    let opts = EngineOptions { ctx_size: 256, batch: 32 };
+    let opts = EngineOptions {
+        ctx_size: 256,
+        batch: 32,
+    };
     open(path.to_str().unwrap(), BackendChoice::Wgpu, opts).unwrap()
 }
 
@@ -20,7 +23,10 @@ fn exercise(a: &mut dyn InferenceAdapter, family: &str, vocab: usize, prompt: &s
     assert_eq!(a.allocated_bytes(), 0);
     a.load().unwrap();
     let loaded = a.allocated_bytes();
-    assert!(loaded > 50_000_000, "only {loaded} bytes on the device after load");
+    assert!(
+        loaded > 50_000_000,
+        "only {loaded} bytes on the device after load"
+    );
 
     let ids = a.encode(prompt, true, false).unwrap();
     assert_eq!(a.decode(&ids).unwrap(), prompt);
@@ -36,7 +42,11 @@ fn exercise(a: &mut dyn InferenceAdapter, family: &str, vocab: usize, prompt: &s
     let (i, j) = (argmax(&after), argmax(&again));
     assert_eq!(i, j);
 
-    let p = GenerateParams { max_tokens: 8, sampling: SamplingParams::greedy(), stop: vec![] };
+    let p = GenerateParams {
+        max_tokens: 8,
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+    };
     let mut streamed = String::new();
     let g = generate(a, &ids, &p, &mut |t| streamed.push_str(t)).unwrap();
     assert_eq!(streamed, g.text);
@@ -45,7 +55,10 @@ fn exercise(a: &mut dyn InferenceAdapter, family: &str, vocab: usize, prompt: &s
     a.unload();
     assert!(!a.is_loaded());
     let left = a.allocated_bytes();
-    assert!(left < loaded / 100, "{left} of {loaded} bytes still held after unload");
+    assert!(
+        left < loaded / 100,
+        "{left} of {loaded} bytes still held after unload"
+    );
     // And it loads again.
     a.load().unwrap();
     assert_eq!(argmax(&a.prefill(&ids).unwrap()), next);
@@ -55,7 +68,13 @@ fn exercise(a: &mut dyn InferenceAdapter, family: &str, vocab: usize, prompt: &s
 #[test]
 fn smollm2_through_the_trait() {
     let mut a = adapter(testdata::SMOLLM2);
-    exercise(a.as_mut(), "llama", 49152, "The capital of France is", "Paris");
+    exercise(
+        a.as_mut(),
+        "llama",
+        49152,
+        "The capital of France is",
+        "Paris",
+    );
 }
 
 #[test]

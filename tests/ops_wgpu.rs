@@ -462,14 +462,15 @@ fn model_throughput() {
             .unwrap();
         let s = model.scratch(&b, prompt, false).unwrap();
         let (inv_freq, rope_scale) = rope_frequencies(&cfg, ctx);
-        b.write(&s.rope, &inv_freq).unwrap();
+        let rope_buf = b.alloc(inv_freq.len()).unwrap();
+        b.write(&rope_buf, &inv_freq).unwrap();
         let ids: Vec<u32> = (0..prompt as u32).map(|i| 100 + 37 * i).collect();
         let pos: Vec<u32> = (0..prompt as u32).collect();
         let t0 = std::time::Instant::now();
         let c0 = cpu_seconds();
         b.set_step(&ids, &pos).unwrap();
         model
-            .forward(&b, &s, &cache, prompt, false, rope_scale)
+            .forward(&b, &s, &cache, (&rope_buf, rope_scale), prompt, false)
             .unwrap();
         let logits = b.read(&s.logits, cfg.vocab_size).unwrap();
         let prefill = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
@@ -481,7 +482,9 @@ fn model_throughput() {
         let c1 = cpu_seconds();
         for i in 0..steps {
             b.set_step(&[next], &[(prompt + i) as u32]).unwrap();
-            model.forward(&b, &s, &cache, 1, false, rope_scale).unwrap();
+            model
+                .forward(&b, &s, &cache, (&rope_buf, rope_scale), 1, false)
+                .unwrap();
             let logits = b.read(&s.logits, cfg.vocab_size).unwrap();
             assert!(logits.iter().all(|v| v.is_finite()));
             next = argmax(&logits);

@@ -16,7 +16,9 @@ mod pipelines;
 mod record;
 
 pub use buffers::{WgpuBuf, WgpuCache, WgpuWeight};
-pub use device::{list_adapters, AdapterSummary, Description, MatmulKernels, WgpuOptions, ADAPTER_ENV};
+pub use device::{
+    list_adapters, AdapterSummary, Description, MatmulKernels, WgpuOptions, ADAPTER_ENV,
+};
 pub use pipelines::{all_variants, entries, op_dtypes, ShaderKey, MATMUL_DTYPES, VECTOR_DTYPES};
 
 use crate::backend::{Op, SupportTable};
