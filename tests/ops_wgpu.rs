@@ -501,3 +501,13 @@ fn model_throughput() {
         );
     }
 }
+
+/// The backend can move to, and be shared with, another thread (an engine behind a server).
+#[test]
+fn backend_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Wgpu>();
+    check::<WgpuBuf>();
+    check::<lamina::backend::wgpu::WgpuWeight>();
+    check::<lamina::backend::wgpu::WgpuCache>();
+}
