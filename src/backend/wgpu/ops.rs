@@ -11,7 +11,7 @@ use crate::weights::TensorInfo;
 
 /// On GPUs, matmuls of up to this many tokens use the gemv kernel (once per token); more
 /// use the tiled kernel, which dequantizes each weight element once per 32 tokens. CPU
-/// adapters use the rows kernel for every size. See matmul.wgsl.
+/// adapters use rows (fewer than ROWS_TOKENS tokens) or rows4. See matmul.wgsl.
 const GEMV_MAX_T: usize = 2;
 /// Weight rows per gemv workgroup (`GEMV_ROWS` in matmul.wgsl).
 const GEMV_ROWS: usize = 4;
