@@ -369,7 +369,7 @@ fn matmul_throughput() {
         (DType::Q4_1, 1536, 576),
         (DType::Q4_1, 576, 1536),
         (DType::Q8_0, 49152, 576),
-        (DType::Q4_K, 4864, 896),
+        (DType::Q4_K, 896, 4864),
         (DType::Q6_K, 896, 4864),
         (DType::Q5_0, 896, 896),
         (DType::F32, 576, 576),
