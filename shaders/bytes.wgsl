@@ -29,7 +29,9 @@ fn ld32(b: u32) -> u32 {
 // The eight words at byte offsets o, o + 4, ..., o + 28 for an even o, from nine aligned
 // loads and no branch: a branch on o's alignment would run both ways when SIMD lanes
 // disagree (and on a CPU adapter every load of a lane costs a loop iteration). Words a
-// caller does not use cost nothing: their loads are dropped.
+// caller does not use cost nothing: their loads are dropped. The ninth word may lie past
+// the end of the buffer when o is 4-aligned; it is then unused, and wgpu bounds-checks
+// every read.
 fn span8(o: u32) -> array<u32, 8> {
     let i = o >> 2u;
     let mid = (o & 2u) != 0u;

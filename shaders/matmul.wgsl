@@ -1,18 +1,23 @@
 // out[t, out_col0 + r] = x[t, :] . W[w_row0 + r, :] for r < n: the matmul kernels, shared by
 // every weight dtype. pipelines.rs prepends common.wgsl, bytes.wgsl, the dtype's format
-// file matmul_<dtype>.wgsl (which defines dq4/dq1/dot32: how to read that dtype) and a reduce_*.wgsl
+// file matmul_<dtype>.wgsl (which defines dq32/dq4/dq1: how to read that dtype) and a reduce_*.wgsl
 // variant. `w` is one piece of the weight (a tensor over the binding limit comes in several,
 // split at row boundaries); the Rust side launches once per piece a weight view touches.
 //
-// Three entry points:
-//   gemv  (few tokens, GPUs): 64 invocations share GEMV_ROWS rows of one token; each takes
-//         32-element chunks along k (the format file's dot32), then one workgroup
-//         reduction.
-//   gemv_rows (few tokens, CPU adapters): four rows per invocation, whole k.
-//   tiled (prefill): a workgroup computes a TILE_T x TILE_N block of out, stepping along k
-//         by 32 (one Q4_0/Q8_0 block, an eighth of a K-quant super-block); each weight
-//         element of the tile is dequantized once into workgroup memory and used by all
-//         TILE_T tokens.
+// Weights are read 32 elements at a time (dq32: one Q4_0/Q8_0 block, an eighth of a K-quant
+// super-block, scales read once); float weights whose k is not a multiple of 32 finish
+// with dq1. Four entry points:
+//   gemv  (one or two tokens, GPUs): 64 invocations share GEMV_ROWS rows of one token,
+//         splitting k by chunks of 32 (neighbouring invocations read neighbouring blocks),
+//         then one workgroup reduction.
+//   rows, rows4 (CPU adapters; fewer than ROWS_T tokens, and more): each invocation
+//         computes ROWS_R rows for one token (rows) or ROWS_T tokens (rows4) over the whole
+//         of k, no reduction and no barrier. A CPU runs the loads of SIMD lanes one lane at
+//         a time, so loads are what costs: each x chunk is loaded once for ROWS_R rows, and
+//         in rows4 each weight chunk once for ROWS_T tokens.
+//   tiled (prefill, GPUs): a workgroup computes a TILE_T x TILE_N block of out, stepping
+//         along k by 32; each weight element of the tile is dequantized once into
+//         workgroup memory and used by all TILE_T tokens.
 
 struct Params {
     t: u32,
@@ -36,10 +41,24 @@ fn x4(i: u32) -> vec4<f32> {
     return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
 }
 
-// Launched with ceil(n / GEMV_ROWS) * t workgroups. Invocation i takes the 32-element
-// chunks i, i + 64, ... of its token's x and of each of the GEMV_ROWS rows: one block of
-// Q4_0/Q8_0/..., a sub-block of a K-quant (so scales are read once per chunk), with x read
-// once for all the rows.
+// Elements 32c..32c+31 of x row `tok`.
+fn x32(tok: u32, c: u32) -> array<vec4<f32>, 8> {
+    var v: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        v[i] = x4(tok * p.k + c * 32u + i * 4u);
+    }
+    return v;
+}
+
+fn dot32(a: array<vec4<f32>, 8>, b: array<vec4<f32>, 8>) -> f32 {
+    var s = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        s += a[i] * b[i];
+    }
+    return s.x + s.y + s.z + s.w;
+}
+
+// Launched with ceil(n / GEMV_ROWS) * t workgroups.
 @compute @workgroup_size(64)
 fn gemv(ids: Ids) {
     let groups_per_token = (p.n + GEMV_ROWS - 1u) / GEMV_ROWS;
@@ -53,27 +72,16 @@ fn gemv(ids: Ids) {
     }
     var acc = vec4<f32>(0.0);
     if (tok < p.t) {
-        let xb = tok * p.k;
         let chunks = p.k / 32u;
         for (var c = ids.lid; c < chunks; c += 64u) {
-            var xv: array<vec4<f32>, 8>;
-            for (var i = 0u; i < 8u; i++) {
-                xv[i] = x4(xb + c * 32u + i * 4u);
+            let xv = x32(tok, c);
+            for (var r = 0u; r < GEMV_ROWS; r++) {
+                acc[r] += dot32(dq32(rb[r], c), xv);
             }
-            let xsum = vec2<f32>(
-                dot(xv[0] + xv[1] + xv[2] + xv[3], vec4<f32>(1.0)),
-                dot(xv[4] + xv[5] + xv[6] + xv[7], vec4<f32>(1.0)),
-            );
-            acc += vec4<f32>(
-                dot32(rb[0], c, &xv, xsum),
-                dot32(rb[1], c, &xv, xsum),
-                dot32(rb[2], c, &xv, xsum),
-                dot32(rb[3], c, &xv, xsum),
-            );
         }
         // Float weights may have k % 32 != 0; block formats never do.
         for (var e = chunks * 32u + ids.lid; e < p.k; e += 64u) {
-            let xe = x[xb + e];
+            let xe = x[tok * p.k + e];
             acc += xe * vec4<f32>(dq1(rb[0], e), dq1(rb[1], e), dq1(rb[2], e), dq1(rb[3], e));
         }
     }
@@ -83,52 +91,113 @@ fn gemv(ids: Ids) {
     }
 }
 
-// Launched with ceil(n / 256) * t workgroups: each invocation computes four rows (lid,
-// lid + 64, ...) over the whole of k, no reduction. For CPU adapters: the 32 x values of a
-// chunk are read once for four rows, every invocation reads them at the same address, and
-// there is no barrier.
-@compute @workgroup_size(64)
-fn gemv_rows(
+// Rows per invocation of `rows` and `rows4`, tokens per invocation of `rows4`, and
+// invocations per workgroup (few, so that a small matrix still spreads over all cores).
+const ROWS_R: u32 = 8u;
+const ROWS_T: u32 = 4u;
+const ROWS_WG: u32 = 16u;
+
+// The first row of this invocation in the layout of `rows`/`rows4`: invocation lid of a
+// group computes rows lid, lid + ROWS_WG, ..., of its group of ROWS_R * ROWS_WG rows.
+fn rows_first(g: u32, lid: u32) -> u32 {
+    let per_group = ROWS_R * ROWS_WG;
+    return (g % ((p.n + per_group - 1u) / per_group)) * per_group + lid;
+}
+
+// Byte offsets of the invocation's rows. No early return in these kernels (on a CPU
+// adapter code after a divergent exit runs under a partial mask): rows past n read row
+// n - 1 and are not stored.
+fn rows_bytes(r0: u32) -> array<u32, ROWS_R> {
+    var rb: array<u32, ROWS_R>;
+    for (var j = 0u; j < ROWS_R; j++) {
+        rb[j] = (p.w_row0 + min(r0 + j * ROWS_WG, p.n - 1u)) * p.row_bytes;
+    }
+    return rb;
+}
+
+// Launched with ceil(n / (ROWS_R * ROWS_WG)) * t workgroups: ROWS_R rows of one token.
+@compute @workgroup_size(16)
+fn rows(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let groups_per_token = (p.n + 255u) / 256u;
     let g = group_index(wid, nwg);
-    let tok = g / groups_per_token;
-    let r0 = (g % groups_per_token) * 256u + lid;
-    // No early return: on a CPU adapter, code after a divergent exit runs with a partial
-    // mask. Rows past n read row n - 1 and are not stored.
-    var rb: array<u32, 4>;
-    for (var j = 0u; j < 4u; j++) {
-        rb[j] = (p.w_row0 + min(r0 + j * 64u, p.n - 1u)) * p.row_bytes;
-    }
-    let xb = min(tok, p.t - 1u) * p.k;
+    let per_group = ROWS_R * ROWS_WG;
+    let tok = g / ((p.n + per_group - 1u) / per_group);
+    let tok_in = min(tok, p.t - 1u);
+    let r0 = rows_first(g, lid);
+    let rb = rows_bytes(r0);
+    var acc: array<f32, ROWS_R>;
     let chunks = p.k / 32u;
-    var acc = vec4<f32>(0.0);
     for (var c = 0u; c < chunks; c++) {
-        var xv: array<vec4<f32>, 8>;
-        for (var i = 0u; i < 8u; i++) {
-            xv[i] = x4(xb + c * 32u + i * 4u);
+        let xv = x32(tok_in, c);
+        for (var j = 0u; j < ROWS_R; j++) {
+            acc[j] += dot32(dq32(rb[j], c), xv);
         }
-        let xsum = vec2<f32>(
-            dot(xv[0] + xv[1] + xv[2] + xv[3], vec4<f32>(1.0)),
-            dot(xv[4] + xv[5] + xv[6] + xv[7], vec4<f32>(1.0)),
-        );
-        acc += vec4<f32>(
-            dot32(rb[0], c, &xv, xsum),
-            dot32(rb[1], c, &xv, xsum),
-            dot32(rb[2], c, &xv, xsum),
-            dot32(rb[3], c, &xv, xsum),
-        );
     }
     for (var e = chunks * 32u; e < p.k; e++) {
-        acc += x[xb + e] * vec4<f32>(dq1(rb[0], e), dq1(rb[1], e), dq1(rb[2], e), dq1(rb[3], e));
+        let xe = x[tok_in * p.k + e];
+        for (var j = 0u; j < ROWS_R; j++) {
+            acc[j] += xe * dq1(rb[j], e);
+        }
     }
-    for (var j = 0u; j < 4u; j++) {
-        let r = r0 + j * 64u;
+    for (var j = 0u; j < ROWS_R; j++) {
+        let r = r0 + j * ROWS_WG;
         if (tok < p.t && r < p.n) {
             out[tok * p.out_stride + p.out_col0 + r] = acc[j];
+        }
+    }
+}
+
+// Launched with ceil(n / (ROWS_R * ROWS_WG)) * ceil(t / ROWS_T) workgroups: ROWS_R rows of
+// ROWS_T tokens, each weight chunk dequantized once for the ROWS_T tokens. (`rows` is the
+// same for one token: fixed-size arrays here keep everything in registers, and a token
+// count known only at run time would not.)
+@compute @workgroup_size(16)
+fn rows4(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let g = group_index(wid, nwg);
+    let per_group = ROWS_R * ROWS_WG;
+    let t0 = (g / ((p.n + per_group - 1u) / per_group)) * ROWS_T;
+    let nt = select(0u, min(ROWS_T, p.t - t0), t0 < p.t);
+    let r0 = rows_first(g, lid);
+    let rb = rows_bytes(r0);
+    var acc: array<vec4<f32>, ROWS_R>;
+    let chunks = p.k / 32u;
+    for (var c = 0u; c < chunks; c++) {
+        var xv: array<array<vec4<f32>, 8>, ROWS_T>;
+        for (var i = 0u; i < ROWS_T; i++) {
+            if (i < nt) {
+                xv[i] = x32(t0 + i, c);
+            }
+        }
+        for (var j = 0u; j < ROWS_R; j++) {
+            let wv = dq32(rb[j], c);
+            for (var i = 0u; i < ROWS_T; i++) {
+                acc[j][i] += dot32(wv, xv[i]);
+            }
+        }
+    }
+    for (var e = chunks * 32u; e < p.k; e++) {
+        for (var j = 0u; j < ROWS_R; j++) {
+            let we = dq1(rb[j], e);
+            for (var i = 0u; i < ROWS_T; i++) {
+                if (i < nt) {
+                    acc[j][i] += we * x[(t0 + i) * p.k + e];
+                }
+            }
+        }
+    }
+    for (var j = 0u; j < ROWS_R; j++) {
+        let r = r0 + j * ROWS_WG;
+        for (var i = 0u; i < ROWS_T; i++) {
+            if (r < p.n && i < nt) {
+                out[(t0 + i) * p.out_stride + p.out_col0 + r] = acc[j][i];
+            }
         }
     }
 }
@@ -143,9 +212,6 @@ var<workgroup> x_tile: array<vec4<f32>, 256>; // [TILE_T][TK4]
 
 // Elements e..e+3 of a row, zero past `len` (float weights with k % 4 != 0).
 fn dq4_tail(rb: u32, e: u32, len: u32) -> vec4<f32> {
-    if (e + 4u <= len) {
-        return dq4(rb, e);
-    }
     var v = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
         if (e + i < len) {
@@ -181,15 +247,22 @@ fn tiled(
     let tx = lid % 8u;
     var acc: array<vec4<f32>, 8>;
     for (var k0 = 0u; k0 < p.k; k0 += TK4 * 4u) {
-        for (var s = 0u; s < 8u; s++) {
-            let i = lid + s * 64u;
-            let row = n0 + i / TK4;
-            let e = k0 + (i % TK4) * 4u;
-            var v = vec4<f32>(0.0);
-            if (row < p.n && e < p.k) {
-                v = dq4_tail((p.w_row0 + row) * p.row_bytes, e, p.k);
+        // Row lid of the tile: one chunk of 32.
+        let row = n0 + lid;
+        let rb = (p.w_row0 + min(row, p.n - 1u)) * p.row_bytes;
+        if (row < p.n && k0 + 32u <= p.k) {
+            let wv = dq32(rb, k0 / 32u);
+            for (var i = 0u; i < TK4; i++) {
+                w_tile[lid * TK4 + i] = wv[i];
             }
-            w_tile[i] = v;
+        } else {
+            for (var i = 0u; i < TK4; i++) {
+                var v = vec4<f32>(0.0);
+                if (row < p.n) {
+                    v = dq4_tail(rb, k0 + i * 4u, p.k);
+                }
+                w_tile[lid * TK4 + i] = v;
+            }
         }
         for (var s = 0u; s < 4u; s++) {
             let i = lid + s * 64u;

@@ -15,15 +15,14 @@ fn dq1(rb: u32, e: u32) -> f32 {
 }
 
 // See matmul_f32.wgsl. 64 bytes: two spans.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
     let o = rb + c * 64u;
     let a = span8(o);
     let b = span8(o + 32u);
-    var s = 0.0;
+    var v: array<vec4<f32>, 8>;
     for (var i = 0u; i < 4u; i++) {
-        let lo = vec4<f32>(bf16_pair(a[2u * i]), bf16_pair(a[2u * i + 1u]));
-        let hi = vec4<f32>(bf16_pair(b[2u * i]), bf16_pair(b[2u * i + 1u]));
-        s += dot(lo, (*xv)[i]) + dot(hi, (*xv)[i + 4u]);
+        v[i] = vec4<f32>(bf16_pair(a[2u * i]), bf16_pair(a[2u * i + 1u]));
+        v[i + 4u] = vec4<f32>(bf16_pair(b[2u * i]), bf16_pair(b[2u * i + 1u]));
     }
-    return s;
+    return v;
 }

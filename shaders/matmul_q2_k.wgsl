@@ -19,21 +19,20 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
 
-// Dot product of elements 32c..32c+31 (a quarter of one half of a super-block: two scale
-// pairs) with xv; see matmul_f32.wgsl. The mins are applied through the sums of x.
-// Super-blocks are 84 bytes, so always 4-aligned.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+// Elements 32c..32c+31: a quarter of one half of a super-block, with two scale/min pairs;
+// see matmul_f32.wgsl. Super-blocks are 84 bytes, so always 4-aligned.
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
     let o = rb + (c >> 3u) * 84u;
     let n = (c >> 2u) & 1u;
     let j = c & 3u;
     let q = words8(o + 16u + n * 32u);
-    var s = vec2<f32>(0.0);
-    for (var i = 0u; i < 8u; i++) {
-        s[i >> 2u] += dot(field4(q[i], j * 2u, 3u), (*xv)[i]);
-    }
     let sc = ld16(o + n * 8u + j * 2u);
     let dm = unpack2x16float(w[(o + 80u) >> 2u]);
-    let scales = vec2<f32>(f32(sc & 0xfu), f32((sc >> 8u) & 0xfu));
-    let mins = vec2<f32>(f32((sc >> 4u) & 0xfu), f32(sc >> 12u));
-    return dm.x * dot(scales, s) - dm.y * dot(mins, xsum);
+    let scale = dm.x * vec2<f32>(f32(sc & 0xfu), f32((sc >> 8u) & 0xfu));
+    let offset = dm.y * vec2<f32>(f32((sc >> 4u) & 0xfu), f32(sc >> 12u));
+    var v: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        v[i] = scale[i >> 2u] * field4(q[i], j * 2u, 3u) - offset[i >> 2u];
+    }
+    return v;
 }

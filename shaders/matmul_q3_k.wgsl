@@ -29,20 +29,20 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
 
-// Dot product of elements 32c..32c+31 (two scales) with xv; see matmul_f32.wgsl.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+// Elements 32c..32c+31 (two scales); see matmul_f32.wgsl.
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
     let o = rb + (c >> 3u) * 110u;
     let n = (c >> 2u) & 1u;
     let j = c & 3u;
     let hm = span8(o);
     let qs = span8(o + 32u + n * 32u);
-    var s = vec2<f32>(0.0);
-    for (var i = 0u; i < 8u; i++) {
-        let lo = field4(qs[i], j * 2u, 3u);
-        let hb = field4(hm[i], n * 4u + j, 1u);
-        s[i >> 2u] += dot(lo + 4.0 * hb, (*xv)[i]);
-    }
     let sc = n * 8u + j * 2u;
-    let scales = vec2<f32>(q3k_scale(o, sc), q3k_scale(o, sc + 1u));
-    return ldf16(o + 108u) * dot(scales, s - 4.0 * xsum);
+    let d = ldf16(o + 108u);
+    let scale = d * vec2<f32>(q3k_scale(o, sc), q3k_scale(o, sc + 1u));
+    var v: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        let q = field4(qs[i], j * 2u, 3u) + 4.0 * field4(hm[i], n * 4u + j, 1u) - 4.0;
+        v[i] = scale[i >> 2u] * q;
+    }
+    return v;
 }

@@ -13,15 +13,15 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
 
-// Dot product of block c with xv; see matmul_f32.wgsl. The -8 of every quant is applied
-// once, through the sum of x.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
-    let o = rb + c * 18u;
-    let b = span8(o);
-    var s = 0.0;
+// Block c; see matmul_f32.wgsl.
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
+    let b = span8(rb + c * 18u);
+    let d = unpack2x16float(b[0]).x;
+    var v: array<vec4<f32>, 8>;
     for (var i = 0u; i < 4u; i++) {
         let q = mid32(b, i);
-        s += dot(field4(q, 0u, 0xfu), (*xv)[i]) + dot(field4(q, 4u, 0xfu), (*xv)[i + 4u]);
+        v[i] = d * (field4(q, 0u, 0xfu) - 8.0);
+        v[i + 4u] = d * (field4(q, 4u, 0xfu) - 8.0);
     }
-    return unpack2x16float(b[0]).x * (s - 8.0 * (xsum.x + xsum.y));
+    return v;
 }

@@ -12,15 +12,15 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
 
-// Dot product of block c with xv; see matmul_f32.wgsl. The min m is applied once, through
-// the sum of x. Blocks are 20 bytes, so always 4-aligned.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+// Block c; see matmul_f32.wgsl. Blocks are 20 bytes, so always 4-aligned.
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = words8(rb + c * 20u);
-    var s = 0.0;
+    let dm = unpack2x16float(b[0]);
+    var v: array<vec4<f32>, 8>;
     for (var i = 0u; i < 4u; i++) {
         let q = b[i + 1u];
-        s += dot(field4(q, 0u, 0xfu), (*xv)[i]) + dot(field4(q, 4u, 0xfu), (*xv)[i + 4u]);
+        v[i] = dm.x * field4(q, 0u, 0xfu) + dm.y;
+        v[i + 4u] = dm.x * field4(q, 4u, 0xfu) + dm.y;
     }
-    let dm = unpack2x16float(b[0]);
-    return dm.x * s + dm.y * (xsum.x + xsum.y);
+    return v;
 }

@@ -28,17 +28,19 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
 
-// Dot product of sub-block c % 8 of super-block c / 8 with xv; see matmul_f32.wgsl.
-// Super-blocks are 144 bytes, so always 4-aligned.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+// Sub-block c % 8 of super-block c / 8; see matmul_f32.wgsl. Super-blocks are 144 bytes,
+// so always 4-aligned.
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
     let o = rb + (c >> 3u) * 144u;
     let b = c & 7u;
     let q = words8(o + 16u + (b >> 1u) * 32u);
-    var s = 0.0;
-    for (var i = 0u; i < 8u; i++) {
-        s += dot(field4(q[i], (b & 1u) * 4u, 0xfu), (*xv)[i]);
-    }
     let sm = scale_min_k4(o + 4u, b);
     let dm = unpack2x16float(w[o >> 2u]);
-    return dm.x * sm.x * s - dm.y * sm.y * (xsum.x + xsum.y);
+    let scale = dm.x * sm.x;
+    let offset = dm.y * sm.y;
+    var v: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        v[i] = scale * field4(q[i], (b & 1u) * 4u, 0xfu) - offset;
+    }
+    return v;
 }

@@ -14,15 +14,16 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
 
-// Dot product of block c with xv; see matmul_f32.wgsl.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+// Block c; see matmul_f32.wgsl.
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = span8(rb + c * 22u);
+    let d = unpack2x16float(b[0]).x;
     let qh = mid32(b, 0u);
-    var s = 0.0;
+    var v: array<vec4<f32>, 8>;
     for (var i = 0u; i < 4u; i++) {
         let q = mid32(b, i + 1u);
-        s += dot(field4(q, 0u, 0xfu) + 16.0 * bits4(qh, i * 4u), (*xv)[i]);
-        s += dot(field4(q, 4u, 0xfu) + 16.0 * bits4(qh, 16u + i * 4u), (*xv)[i + 4u]);
+        v[i] = d * (field4(q, 0u, 0xfu) + 16.0 * bits4(qh, i * 4u) - 16.0);
+        v[i + 4u] = d * (field4(q, 4u, 0xfu) + 16.0 * bits4(qh, 16u + i * 4u) - 16.0);
     }
-    return unpack2x16float(b[0]).x * (s - 16.0 * (xsum.x + xsum.y));
+    return v;
 }

@@ -14,17 +14,16 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
 
-// Dot product of block c with xv; see matmul_f32.wgsl. Blocks are 24 bytes, so always
-// 4-aligned.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+// Block c; see matmul_f32.wgsl. Blocks are 24 bytes, so always 4-aligned.
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = words8(rb + c * 24u);
+    let dm = unpack2x16float(b[0]);
     let qh = b[1];
-    var s = 0.0;
+    var v: array<vec4<f32>, 8>;
     for (var i = 0u; i < 4u; i++) {
         let q = b[i + 2u];
-        s += dot(field4(q, 0u, 0xfu) + 16.0 * bits4(qh, i * 4u), (*xv)[i]);
-        s += dot(field4(q, 4u, 0xfu) + 16.0 * bits4(qh, 16u + i * 4u), (*xv)[i + 4u]);
+        v[i] = dm.x * (field4(q, 0u, 0xfu) + 16.0 * bits4(qh, i * 4u)) + dm.y;
+        v[i + 4u] = dm.x * (field4(q, 4u, 0xfu) + 16.0 * bits4(qh, 16u + i * 4u)) + dm.y;
     }
-    let dm = unpack2x16float(b[0]);
-    return dm.x * s + dm.y * (xsum.x + xsum.y);
+    return v;
 }

@@ -30,19 +30,21 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
 
-// Dot product of sub-block c % 8 of super-block c / 8 with xv; see matmul_f32.wgsl.
-// Super-blocks are 176 bytes, so always 4-aligned.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+// Sub-block c % 8 of super-block c / 8; see matmul_f32.wgsl. Super-blocks are 176 bytes,
+// so always 4-aligned.
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
     let o = rb + (c >> 3u) * 176u;
     let b = c & 7u;
     let ql = words8(o + 48u + (b >> 1u) * 32u);
     let qh = words8(o + 16u);
-    var s = 0.0;
-    for (var i = 0u; i < 8u; i++) {
-        let lo = field4(ql[i], (b & 1u) * 4u, 0xfu);
-        s += dot(lo + 16.0 * field4(qh[i], b, 1u), (*xv)[i]);
-    }
     let sm = scale_min_k4(o + 4u, b);
     let dm = unpack2x16float(w[o >> 2u]);
-    return dm.x * sm.x * s - dm.y * sm.y * (xsum.x + xsum.y);
+    let scale = dm.x * sm.x;
+    let offset = dm.y * sm.y;
+    var v: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        let q = field4(ql[i], (b & 1u) * 4u, 0xfu) + 16.0 * field4(qh[i], b, 1u);
+        v[i] = scale * q - offset;
+    }
+    return v;
 }

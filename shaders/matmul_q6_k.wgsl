@@ -20,19 +20,19 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return dq4(rb, e & ~3u)[e & 3u];
 }
 
-// Dot product of elements 32c..32c+31 (two scales) with xv; see matmul_f32.wgsl.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+// Elements 32c..32c+31 (two scales); see matmul_f32.wgsl.
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
     let o = rb + (c >> 3u) * 210u;
     let n = (c >> 2u) & 1u;
     let j = c & 3u;
     let ql = span8(o + n * 64u + (j & 1u) * 32u);
     let qh = span8(o + 128u + n * 32u);
-    var s = vec2<f32>(0.0);
-    for (var i = 0u; i < 8u; i++) {
-        let lo = field4(ql[i], (j >> 1u) * 4u, 0xfu);
-        s[i >> 2u] += dot(lo + 16.0 * field4(qh[i], j * 2u, 3u), (*xv)[i]);
-    }
     let sc = ld16(o + 192u + n * 8u + j * 2u);
-    let scales = vec2<f32>(sbyte(sc & 0xffu), sbyte(sc >> 8u));
-    return ldf16(o + 208u) * dot(scales, s - 32.0 * xsum);
+    let scale = ldf16(o + 208u) * vec2<f32>(sbyte(sc & 0xffu), sbyte(sc >> 8u));
+    var v: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        let q = field4(ql[i], (j >> 1u) * 4u, 0xfu) + 16.0 * field4(qh[i], j * 2u, 3u) - 32.0;
+        v[i] = scale[i >> 2u] * q;
+    }
+    return v;
 }

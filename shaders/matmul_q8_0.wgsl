@@ -11,13 +11,14 @@ fn dq1(rb: u32, e: u32) -> f32 {
     return ldf16(o) * sbyte(ld8(o + 2u + (e & 31u)));
 }
 
-// Dot product of block c with xv; see matmul_f32.wgsl.
-fn dot32(rb: u32, c: u32, xv: ptr<function, array<vec4<f32>, 8>>, xsum: vec2<f32>) -> f32 {
+// Block c; see matmul_f32.wgsl.
+fn dq32(rb: u32, c: u32) -> array<vec4<f32>, 8> {
     let o = rb + c * 34u;
     let q = span8(o + 2u);
-    var s = 0.0;
+    let d = ldf16(o);
+    var v: array<vec4<f32>, 8>;
     for (var i = 0u; i < 8u; i++) {
-        s += dot(sbytes4(q[i]), (*xv)[i]);
+        v[i] = d * sbytes4(q[i]);
     }
-    return ldf16(o) * s;
+    return v;
 }

@@ -7,7 +7,7 @@
 //! Fails, not passes, when no wgpu adapter exists.
 
 use lamina::backend::cases::{run_all, summarize};
-use lamina::backend::wgpu::{Gemv, Wgpu, WgpuBuf, WgpuOptions, MATMUL_DTYPES};
+use lamina::backend::wgpu::{MatmulKernels, Wgpu, WgpuBuf, WgpuOptions, MATMUL_DTYPES};
 use lamina::backend::{Backend, WeightView};
 use lamina::dtype::DType;
 use lamina::quant;
@@ -31,25 +31,28 @@ impl Rng {
     }
 }
 
-fn open(subgroups: bool, gemv: Gemv) -> Wgpu {
+fn open(subgroups: bool, matmul: MatmulKernels) -> Wgpu {
     Wgpu::new(WgpuOptions {
         subgroups,
-        gemv,
+        matmul,
         ..Default::default()
     })
     .unwrap_or_else(|e| panic!("no wgpu adapter to test on (install lavapipe): {e}"))
 }
 
 fn gpu() -> Wgpu {
-    open(true, Gemv::Auto)
+    open(true, MatmulKernels::Auto)
 }
 
-/// The device in each configuration whose shaders differ: both one-token matmul kernels,
+/// The device in each configuration whose shaders differ: both sets of matmul kernels,
 /// and the reductions with and without subgroups (where the adapter has them).
 fn gpus() -> Vec<Wgpu> {
-    let mut v = vec![open(true, Gemv::Rows), open(true, Gemv::Split)];
+    let mut v = vec![
+        open(true, MatmulKernels::Cpu),
+        open(true, MatmulKernels::Gpu),
+    ];
     if v[0].uses_subgroups() {
-        v.push(open(false, Gemv::Split));
+        v.push(open(false, MatmulKernels::Gpu));
     }
     v
 }
@@ -62,10 +65,10 @@ fn label(b: &Wgpu) -> String {
         } else {
             "workgroup memory"
         },
-        if b.uses_gemv_rows() {
-            "gemv_rows"
+        if b.uses_cpu_kernels() {
+            "matmul rows"
         } else {
-            "gemv"
+            "matmul gemv+tiled"
         }
     )
 }
@@ -208,7 +211,7 @@ fn conformance() {
     assert!(ok, "conformance failures above");
 }
 
-/// Every matmul dtype with weights of random bytes, each kernel (gemv, gemv_rows, tiled),
+/// Every matmul dtype with weights of random bytes, each kernel (gemv, rows, tiled),
 /// whole weights and row views.
 #[test]
 fn matmul_random_blocks() {
@@ -353,32 +356,49 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// Throughput of matmul on realistic shapes (SmolLM2-135M and Qwen2.5-0.5B layers), one
-/// token (gemv) and a 64-token prefill (tiled). Not a check: run with `--ignored
-/// --nocapture` to see the numbers.
+/// Throughput of matmul on realistic shapes (SmolLM2-135M and Qwen2.5-0.5B layers; on a GPU
+/// also Llama-3.1-8B's), for one token, a 64-token and (GPU) a 512-token prefill. Not a
+/// check: run with `--ignored --nocapture` to see the numbers.
 #[test]
 #[ignore]
 fn matmul_throughput() {
     let mut rng = Rng(0xfeed_beef_1234_5678);
     let b = gpu();
     println!("{}", b.describe().adapter);
-    let shapes = [
+    let mut shapes = vec![
         (DType::Q4_1, 1536, 576),
         (DType::Q4_1, 576, 1536),
         (DType::Q8_0, 49152, 576),
-        (DType::Q4_K, 4864, 896),
+        (DType::Q4_K, 896, 4864),
         (DType::Q6_K, 896, 4864),
         (DType::Q5_0, 896, 896),
         (DType::F32, 576, 576),
         (DType::BF16, 1536, 576),
     ];
+    if !b.uses_cpu_kernels() {
+        // Llama-3.1-8B's shapes, for GPUs.
+        shapes.extend([
+            (DType::Q4_K, 4096, 4096),
+            (DType::Q4_K, 14336, 4096),
+            (DType::Q6_K, 4096, 14336),
+            (DType::Q8_0, 4096, 4096),
+            (DType::Q8_0, 14336, 4096),
+            (DType::Q4_0, 14336, 4096),
+            (DType::BF16, 4096, 4096),
+            (DType::F16, 14336, 4096),
+            (DType::Q6_K, 128256, 4096),
+        ]);
+    }
     for (d, n, k) in shapes {
         if k % d.block_elems() != 0 {
             continue;
         }
         let bytes = random_weight(&mut rng, d, n, k);
         let w = b.upload_weight(&info("w", d, &[n, k]), &bytes).unwrap();
-        for t in [1usize, 64] {
+        for t in [1usize, 64, 512] {
+            if t == 512 && b.uses_cpu_kernels() {
+                continue;
+            }
             let xb = input(&b, &rng.vec(t * k));
             let out = b.alloc(t * n).unwrap();
             let view = || WeightView {
@@ -391,7 +411,7 @@ fn matmul_throughput() {
             };
             b.matmul(&xb, view(), &out, t).unwrap();
             b.sync().unwrap();
-            let reps = if t == 1 { 20 } else { 3 };
+            let reps = if b.uses_cpu_kernels() && t > 1 { 3 } else { 20 };
             let cpu0 = cpu_seconds();
             let start = std::time::Instant::now();
             for _ in 0..reps {
@@ -410,4 +430,15 @@ fn matmul_throughput() {
             );
         }
     }
+}
+
+
+/// The backend can move to, and be shared with, another thread (an engine behind a server).
+#[test]
+fn backend_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Wgpu>();
+    check::<WgpuBuf>();
+    check::<lamina::backend::wgpu::WgpuWeight>();
+    check::<lamina::backend::wgpu::WgpuCache>();
 }

@@ -18,8 +18,8 @@ pub struct WgpuOptions {
     /// Use subgroup operations when the adapter has them (default true; false tests the
     /// workgroup-memory path on an adapter that has them).
     pub subgroups: bool,
-    /// Which one-token matmul kernel to use; default `Auto`.
-    pub gemv: Gemv,
+    /// Which matmul kernels to use; default `Auto`.
+    pub matmul: MatmulKernels,
     /// Largest buffer for one piece of a weight; default (None) the adapter's limits
     /// (storage binding size and buffer size). Tests set a small one to exercise the
     /// splitting of large tensors.
@@ -31,24 +31,26 @@ impl Default for WgpuOptions {
         WgpuOptions {
             adapter: None,
             subgroups: true,
-            gemv: Gemv::Auto,
+            matmul: MatmulKernels::Auto,
             max_piece_bytes: None,
         }
     }
 }
 
-/// The kernel for matmuls of one or two tokens (matmul.wgsl). Both compute the same thing;
-/// they suit different hardware.
+/// Which matmul kernels to use (matmul.wgsl). They compute the same thing; they suit
+/// different hardware.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gemv {
-    /// `Rows` on CPU adapters (lavapipe, SwiftShader, WARP), `Split` on GPUs.
+pub enum MatmulKernels {
+    /// `Cpu` on CPU adapters (lavapipe, SwiftShader, WARP), `Gpu` on GPUs.
     Auto,
-    /// 64 invocations share a few rows, splitting k, then reduce: reads of neighbouring
-    /// invocations fall on neighbouring bytes, as GPUs want.
-    Split,
-    /// One row per invocation, no reduction: x is read at the same address by every
-    /// invocation, which a CPU's SIMD lanes share, and no barriers (costly on a CPU).
-    Rows,
+    /// `gemv` for one or two tokens (invocations split k, then reduce: neighbouring
+    /// invocations read neighbouring bytes) and `tiled` for more (weights dequantized once
+    /// per tile into workgroup memory).
+    Gpu,
+    /// `rows` for any number of tokens: each invocation several rows and tokens over all
+    /// of k, no reduction and no workgroup memory; a CPU runs the loads of its SIMD lanes
+    /// one by one, so this loads each weight and x chunk once for many products.
+    Cpu,
 }
 
 /// One adapter wgpu can open here, in words.
@@ -190,8 +192,8 @@ pub(crate) struct Gpu {
     pub queue: ::wgpu::Queue,
     pub limits: ::wgpu::Limits,
     pub subgroups: bool,
-    /// Use matmul.wgsl's `gemv_rows` for one-token matmuls (else `gemv`).
-    pub gemv_rows: bool,
+    /// Use matmul.wgsl's `rows` kernel for every matmul (else `gemv` and `tiled`).
+    pub cpu_kernels: bool,
     pub description: Description,
     /// Bytes held by live activation buffers, weights and caches.
     pub live: Arc<std::sync::atomic::AtomicU64>,
@@ -311,15 +313,15 @@ impl Gpu {
                 (0, 0)
             },
         };
-        let gemv_rows = match opts.gemv {
-            Gemv::Rows => true,
-            Gemv::Split => false,
-            Gemv::Auto => info.device_type == ::wgpu::DeviceType::Cpu,
+        let cpu_kernels = match opts.matmul {
+            MatmulKernels::Cpu => true,
+            MatmulKernels::Gpu => false,
+            MatmulKernels::Auto => info.device_type == ::wgpu::DeviceType::Cpu,
         };
         tracing::info!(
             adapter = %description.adapter,
             subgroups,
-            gemv_rows,
+            cpu_kernels,
             "wgpu device opened"
         );
         Ok(Gpu {
@@ -327,7 +329,7 @@ impl Gpu {
             queue,
             limits,
             subgroups,
-            gemv_rows,
+            cpu_kernels,
             description,
             live: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             errors,

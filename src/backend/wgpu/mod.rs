@@ -16,7 +16,9 @@ mod pipelines;
 mod record;
 
 pub use buffers::{WgpuBuf, WgpuCache, WgpuWeight};
-pub use device::{list_adapters, AdapterSummary, Description, Gemv, WgpuOptions, ADAPTER_ENV};
+pub use device::{
+    list_adapters, AdapterSummary, Description, MatmulKernels, WgpuOptions, ADAPTER_ENV,
+};
 pub use pipelines::{all_variants, entries, op_dtypes, ShaderKey, MATMUL_DTYPES, VECTOR_DTYPES};
 
 use crate::backend::{Op, SupportTable};
@@ -82,9 +84,9 @@ impl Wgpu {
         self.gpu.subgroups
     }
 
-    /// Whether one-token matmuls use one row per invocation (`Gemv::Rows`).
-    pub fn uses_gemv_rows(&self) -> bool {
-        self.gpu.gemv_rows
+    /// Whether matmuls use the kernel for CPU adapters (`MatmulKernels::Cpu`).
+    pub fn uses_cpu_kernels(&self) -> bool {
+        self.gpu.cpu_kernels
     }
 
     /// Largest piece a weight is uploaded in.

@@ -9,12 +9,16 @@ use crate::backend::{Backend, MemInfo, Op, RopeLayout, SupportTable, WeightView}
 use crate::error::{Error, Result};
 use crate::weights::TensorInfo;
 
-/// Matmuls of up to this many tokens use the gemv kernel (once per token); more use the
-/// tiled kernel, which dequantizes each weight element once per 32 tokens.
+/// On GPUs, matmuls of up to this many tokens use the gemv kernel (once per token); more
+/// use the tiled kernel, which dequantizes each weight element once per 32 tokens. CPU
+/// adapters use rows (fewer than ROWS_TOKENS tokens) or rows4. See matmul.wgsl.
 const GEMV_MAX_T: usize = 2;
-/// Weight rows per gemv workgroup, as `GEMV_ROWS` in matmul.wgsl; gemv_rows does 256.
+/// Weight rows per gemv workgroup (`GEMV_ROWS` in matmul.wgsl).
 const GEMV_ROWS: usize = 4;
-const GEMV_ROWS_WG: usize = 256;
+/// Rows per rows/rows4 workgroup and tokens per rows4 workgroup (`ROWS_R * ROWS_WG` and
+/// `ROWS_T` in matmul.wgsl).
+const ROWS_ROWS: usize = 128;
+const ROWS_TOKENS: usize = 4;
 /// Output tile of the tiled kernel, as `TILE_T`/`TILE_N` in matmul.wgsl.
 const TILE_T: usize = 32;
 const TILE_N: usize = 64;
@@ -301,12 +305,12 @@ impl Backend for Wgpu {
                 Bind::new(&x.buffer, x_bytes),
                 Bind::new(&out.buffer, out_bytes),
             ];
-            let (entry, groups) = if t <= GEMV_MAX_T {
-                if self.gpu.gemv_rows {
-                    ("gemv_rows", n.div_ceil(GEMV_ROWS_WG) * t)
-                } else {
-                    ("gemv", n.div_ceil(GEMV_ROWS) * t)
-                }
+            let (entry, groups) = if self.gpu.cpu_kernels && t < ROWS_TOKENS {
+                ("rows", n.div_ceil(ROWS_ROWS) * t)
+            } else if self.gpu.cpu_kernels {
+                ("rows4", n.div_ceil(ROWS_ROWS) * t.div_ceil(ROWS_TOKENS))
+            } else if t <= GEMV_MAX_T {
+                ("gemv", n.div_ceil(GEMV_ROWS) * t)
             } else {
                 ("tiled", n.div_ceil(TILE_N) * t.div_ceil(TILE_T))
             };

@@ -96,7 +96,7 @@ fn reduces(op: Op) -> bool {
 /// The entry points of an op's shader.
 pub fn entries(op: Op) -> &'static [&'static str] {
     match op {
-        Op::Matmul => &["gemv", "gemv_rows", "tiled"],
+        Op::Matmul => &["gemv", "tiled", "rows", "rows4"],
         _ => &["main"],
     }
 }
