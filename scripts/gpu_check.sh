@@ -44,6 +44,8 @@ for line in sys.stdin:
   local td="${LAMINA_TESTDATA:-$HOME/.cache/lamina-testdata}"
   mkdir -p .gpu/testdata/npm/tokenizer-llama3_1/models
   cp "$td"/npm/tokenizer-llama3_1/models/tokenizer*.json .gpu/testdata/npm/tokenizer-llama3_1/models/
+  # The peer script (../shared is not carried to the GPU machine; the repo is).
+  cp ../shared/tools/hf_peer.py .gpu/ 2>/dev/null || cp /work/shared/tools/hf_peer.py .gpu/
   du -sh .gpu
 }
 
