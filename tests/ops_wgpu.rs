@@ -432,7 +432,6 @@ fn matmul_throughput() {
     }
 }
 
-
 /// The backend can move to, and be shared with, another thread (an engine behind a server).
 #[test]
 fn backend_is_send_and_sync() {
