@@ -29,7 +29,8 @@ typedef FMT Fmt;
 
 #define MAX_T 8
 #define NR 2
-// Warps per block of matmul_gemv (the host launches 32 * WARPS threads).
+// Most warps per block of matmul_gemv; the host launches fewer (blockDim.x / 32) when a
+// matrix has too few rows to give every SM work.
 #define WARPS 8
 
 // Where row `row` of a grouped launch lives: its weight row, its output column, and the
@@ -257,19 +258,19 @@ __device__ __forceinline__ void issue(const Stream& s, int k, int kend, u8* slot
 }
 
 // Shared memory: per warp two slots of NR rows of slot_row bytes, then (XS) x: T rows of
-// XU floats per unit.
+// XU floats per unit, then 16 bytes the decoders may over-read.
 template <int TT, bool XS>
 __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     extern __shared__ __align__(16) u8 smem[];
-    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
+    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
     const int nunits = cols / 32;
     const int xstride = (cols / 32) * XU;
-    float* xs = (float*)(smem + WARPS * 2 * NR * slot_row);
+    float* xs = (float*)(smem + nw * 2 * NR * slot_row);
     u8* slots = smem + warp * 2 * NR * slot_row;
 
     Stream s;
-    s.first = blockIdx.x * WARPS + warp;
-    s.step = gridDim.x * WARPS;
+    s.first = blockIdx.x * nw + warp;
+    s.step = gridDim.x * nw;
     s.nch = (nunits + CU - 1) / CU;
     s.nunits = nunits;
     const int npairs = (rows + NR - 1) / NR;

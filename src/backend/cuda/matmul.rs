@@ -335,7 +335,16 @@ impl Cuda {
         let rb = c.row_bytes as i64;
         let v = Variant::matmul(c.dtype, c.scalar)?;
         let pairs = rows.div_ceil(GEMV_ROWS);
-        let threads = (GEMV_WARPS * 32) as u32;
+        // Eight warps per block, fewer when that would leave SMs idle (the k and v
+        // projections of GQA models have only a few hundred rows): plain types want two
+        // blocks per SM; GGUF blocks one, since every block stages all of x.
+        let sms = self.info.multiprocessors as usize;
+        let want = if c.dtype.is_quantized() { sms } else { 2 * sms };
+        let mut warps = GEMV_WARPS;
+        while warps > 2 && pairs.div_ceil(warps) < want {
+            warps /= 2;
+        }
+        let threads = (warps * 32) as u32;
         let mut args = vec![
             arg(&s0.base),
             arg(&s1.base),
@@ -357,7 +366,7 @@ impl Cuda {
             "matmul_gemv_t8"
         };
         if !c.dtype.is_quantized() {
-            let blocks = u32::try_from(pairs.div_ceil(GEMV_WARPS))
+            let blocks = u32::try_from(pairs.div_ceil(warps))
                 .map_err(|_| self.err("matmul: too many rows"))?;
             return self.launch(&v, entry, (blocks, 1, 1), (threads, 1, 1), 0, &mut args);
         }
@@ -365,7 +374,7 @@ impl Cuda {
         // floats per 32 columns), else matmul_gemv_xg; 16 bytes of slack for the decoders'
         // word loads past a block's end. A persistent grid of as many blocks as fit.
         let slot_row = nvrtc::gemv_slot_row(c.dtype);
-        let smem_w = GEMV_WARPS * 2 * GEMV_ROWS * slot_row + 16;
+        let smem_w = warps * 2 * GEMV_ROWS * slot_row + 16;
         let smem_x = t * (c.cols / 32) * 36 * 4;
         let optin = self.info.smem_optin as usize;
         let (entry, smem) = if smem_w + smem_x <= optin {
@@ -380,8 +389,8 @@ impl Cuda {
             )));
         }
         let per_sm = self.blocks_per_sm(&v, entry, threads, smem as u32)?;
-        let fit = self.info.multiprocessors as usize * per_sm as usize;
-        let blocks = pairs.div_ceil(GEMV_WARPS).min(fit).max(1) as u32;
+        let fit = sms * per_sm as usize;
+        let blocks = pairs.div_ceil(warps).min(fit).max(1) as u32;
         let sr = slot_row as i32;
         args.push(arg(&sr));
         self.launch(
