@@ -11,8 +11,11 @@
 //
 // Split over the key range (flash-decoding) when nsplit > 1: block x = tile * nsplit + split
 // covers a slice of the keys and writes its (o, m, l) to `part`; attention_combine merges the
-// slices. nsplit is fixed by the cache, the slice bounds are computed here from the
-// positions, so a decode step always launches the same grid (CUDA-graph replayable).
+// slices. nsplit is fixed per cache from the device's SM count and the kv heads (never from
+// the cache length), the slice bounds are computed here from the positions, so a decode step
+// always launches the same grid (CUDA-graph replayable). Decode rows of the head sizes with
+// an attention_mma variant go to attention_decode instead (below), which streams K and V
+// straight from the cache with many loads in flight.
 #include "common.cuh"
 
 #define BK 32
@@ -170,6 +173,178 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part, flo
 }
 
 #ifdef HEAD_DIM
+// attention_decode: split attention of a few query rows (decode) for one head size. Block
+// (split, kv head), 4 warps; the block's queries are the t rows x `group` query heads of its kv
+// head (t * group <= NQ_MAX, checked by the host). A lane holds 4 consecutive dimensions of
+// every query, key and value (lanes past HEAD_DIM / 4 hold zeros), so a key row is one
+// coalesced 8-byte load per lane; a warp takes 8 keys at a time (16 loads in flight per lane),
+// sums q . k over the warp (a reduce-scatter: 9 shuffles for 8 keys, one exp per lane), and
+// keeps an online softmax per query. The block's warps take
+// interleaved groups of 8 keys of its slice and merge their (m, l, o) through shared memory;
+// the slice's result goes to `part` for attention_combine, in the layout of `attention`.
+#define NQ_MAX 8
+#define DEC_WARPS 4
+#define KG 8
+
+__device__ __forceinline__ void f16x4(uint2 v, float* f) {
+    f[0] = f16_to_f32((u16)(v.x & 0xffff));
+    f[1] = f16_to_f32((u16)(v.x >> 16));
+    f[2] = f16_to_f32((u16)(v.y & 0xffff));
+    f[3] = f16_to_f32((u16)(v.y >> 16));
+}
+
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2)
+    attention_decode(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
+                     const u32* __restrict__ pos, float* __restrict__ part, int t, int heads, int kv_heads,
+                     int max_ctx, int nsplit, float scale) {
+    __shared__ float ms[DEC_WARPS][NQ_MAX], ls[DEC_WARPS][NQ_MAX];
+    __shared__ __align__(16) float os[DEC_WARPS][NQ_MAX][HEAD_DIM];
+    const int split = blockIdx.x, kvh = blockIdx.y;
+    const int group = heads / kv_heads, nq = t * group;
+    const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    const bool dl = lane < HEAD_DIM / 4;
+
+    u32 mx = 0;
+    for (int r = 0; r < t; r++) mx = max(mx, pos[r] + 1);
+    const int kmax = (int)min(mx, (u32)max_ctx);
+    const int chunk = (kmax + nsplit - 1) / nsplit;
+    const int k0 = split * chunk, k1 = min(kmax, k0 + chunk);
+
+    // Query n is row n / group, head kvh * group + n % group; it sees keys 0..=qpos[n].
+    float qv[NQ_MAX][4], m[NQ_MAX], l[NQ_MAX], o[NQ_MAX][4];
+    int qpos[NQ_MAX];
+#pragma unroll
+    for (int n = 0; n < NQ_MAX; n++) {
+        const int r = n / group;
+        const bool live = n < nq;
+        qpos[n] = live ? (int)min(pos[r], (u32)max_ctx - 1) : -1;
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (live && dl) v = *(const float4*)(q + ((i64)r * heads + kvh * group + n % group) * HEAD_DIM + 4 * lane);
+        qv[n][0] = v.x;
+        qv[n][1] = v.y;
+        qv[n][2] = v.z;
+        qv[n][3] = v.w;
+        m[n] = -INFINITY;
+        l[n] = 0.0f;
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    }
+
+    const u16* kb_ptr = kc + (i64)kvh * max_ctx * HEAD_DIM + 4 * lane;
+    const u16* vb_ptr = vc + (i64)kvh * max_ctx * HEAD_DIM + 4 * lane;
+    for (int kb = k0 + KG * warp; kb < k1; kb += KG * DEC_WARPS) {
+        uint2 kr[KG], vr[KG];
+#pragma unroll
+        for (int j = 0; j < KG; j++) {
+            const bool in = kb + j < k1 && dl;
+            kr[j] = in ? *(const uint2*)(kb_ptr + (i64)(kb + j) * HEAD_DIM) : make_uint2(0, 0);
+            vr[j] = in ? *(const uint2*)(vb_ptr + (i64)(kb + j) * HEAD_DIM) : make_uint2(0, 0);
+        }
+        float kf[KG][4];
+#pragma unroll
+        for (int j = 0; j < KG; j++) f16x4(kr[j], kf[j]);
+        // Lane bits 4, 3, 2 name the key whose score a lane ends up holding (jl).
+        const bool b4 = lane & 16, b3 = lane & 8, b2 = lane & 4;
+        const int jl = (b4 ? 4 : 0) + (b3 ? 2 : 0) + (b2 ? 1 : 0);
+#pragma unroll
+        for (int n = 0; n < NQ_MAX; n++) {
+            if (n >= nq) break;
+            float p[KG];
+#pragma unroll
+            for (int j = 0; j < KG; j++) {
+                float a = qv[n][0] * kf[j][0];
+                a = fmaf(qv[n][1], kf[j][1], a);
+                a = fmaf(qv[n][2], kf[j][2], a);
+                p[j] = fmaf(qv[n][3], kf[j][3], a);
+            }
+            // Reduce-scatter over the warp: each exchange halves the keys a lane keeps and
+            // sums the other half into its partner, so the 8 sums take 4 + 2 + 1 + 2
+            // shuffles; afterwards lane l holds the full dot product of key jl(l).
+            float h4[4], h2[2];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float send = b4 ? p[i] : p[i + 4];
+                h4[i] = (b4 ? p[i + 4] : p[i]) + __shfl_xor_sync(FULL_MASK, send, 16);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const float send = b3 ? h4[i] : h4[i + 2];
+                h2[i] = (b3 ? h4[i + 2] : h4[i]) + __shfl_xor_sync(FULL_MASK, send, 8);
+            }
+            float dot = (b2 ? h2[1] : h2[0]) + __shfl_xor_sync(FULL_MASK, b2 ? h2[0] : h2[1], 4);
+            dot += __shfl_xor_sync(FULL_MASK, dot, 2);
+            dot += __shfl_xor_sync(FULL_MASK, dot, 1);
+            const int key = kb + jl;
+            const float sc = key < k1 && key <= qpos[n] ? dot * scale : -INFINITY;
+            // Max and sum over the 8 keys: over lane bits 4, 3, 2 (uniform over the warp).
+            float smax = fmaxf(sc, __shfl_xor_sync(FULL_MASK, sc, 16));
+            smax = fmaxf(smax, __shfl_xor_sync(FULL_MASK, smax, 8));
+            smax = fmaxf(smax, __shfl_xor_sync(FULL_MASK, smax, 4));
+            const float mn = fmaxf(m[n], smax);
+            if (mn == -INFINITY) continue;  // nothing visible yet
+            const float corr = expf(m[n] - mn);
+            const float pl = sc == -INFINITY ? 0.0f : expf(sc - mn);
+            float psum = pl + __shfl_xor_sync(FULL_MASK, pl, 16);
+            psum += __shfl_xor_sync(FULL_MASK, psum, 8);
+            psum += __shfl_xor_sync(FULL_MASK, psum, 4);
+            o[n][0] *= corr;
+            o[n][1] *= corr;
+            o[n][2] *= corr;
+            o[n][3] *= corr;
+#pragma unroll
+            for (int j = 0; j < KG; j++) {
+                // Key j's probability from a lane that holds it.
+                const float pj = __shfl_sync(FULL_MASK, pl, ((j >> 2) & 1) << 4 | ((j >> 1) & 1) << 3 | (j & 1) << 2);
+                float vf[4];
+                f16x4(vr[j], vf);
+                o[n][0] = fmaf(pj, vf[0], o[n][0]);
+                o[n][1] = fmaf(pj, vf[1], o[n][1]);
+                o[n][2] = fmaf(pj, vf[2], o[n][2]);
+                o[n][3] = fmaf(pj, vf[3], o[n][3]);
+            }
+            l[n] = l[n] * corr + psum;
+            m[n] = mn;
+        }
+    }
+
+    // Merge the warps' states, then the slice's (o, m, l) per query into `part`.
+#pragma unroll
+    for (int n = 0; n < NQ_MAX; n++) {
+        if (n < nq) {
+            if (dl) *(float4*)&os[warp][n][4 * lane] = make_float4(o[n][0], o[n][1], o[n][2], o[n][3]);
+            if (lane == 0) {
+                ms[warp][n] = m[n];
+                ls[warp][n] = l[n];
+            }
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < nq * HEAD_DIM; i += blockDim.x) {
+        const int n = i / HEAD_DIM, c = i % HEAD_DIM, r = n / group;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) M = fmaxf(M, ms[w][n]);
+        float L = 0.0f, O = 0.0f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; w++) {
+                if (ms[w][n] != -INFINITY) {
+                    const float e = expf(ms[w][n] - M);
+                    L += ls[w][n] * e;
+                    O += os[w][n][c] * e;
+                }
+            }
+        }
+        // A position past the cache has no keys: NaN, as `attention` writes it.
+        const bool bad = pos[r] >= (u32)max_ctx;
+        float* pp = part + (((i64)r * heads + kvh * group + n % group) * nsplit + split) * (HEAD_DIM + 2);
+        pp[c] = bad ? NAN_F32 : O;
+        if (c == 0) {
+            pp[HEAD_DIM] = bad ? 0.0f : M;
+            pp[HEAD_DIM + 1] = bad ? NAN_F32 : L;
+        }
+    }
+}
+
 // attention_mma: prefill attention on tensor cores (mma.sync m16n8k16, f16 in, f32 out),
 // compiled per head size (-DHEAD_DIM, a multiple of 16 up to 128). A block is one query
 // head and 64 rows; each of its 4 warps owns 16 rows and keeps their Q (f16, prescaled by

@@ -1,11 +1,26 @@
 // matmul: out[t, rows] = x[t, cols] . W[rows, cols]^T, W in its file format (quant.cuh).
-// Compiled once per weight format: -DFMT=<DType> -DNR=<rows per warp>, plus -DPLAIN for
-// F32/F16/BF16 and -DSCALAR for plain rows that are not 16-byte multiples.
+// Compiled once per weight format: -DFMT=<DType>, plus -DPLAIN for F32/F16/BF16 (-DSCALAR
+// for plain rows that are not 16-byte vectors) and -DCU=<units per chunk> for GGUF blocks.
 //
-// matmul_gemv: the decode product (t <= MAX_T). A warp owns NR rows; its lanes walk the row
-// in units (a 16-byte vector of a plain type, a 32-element block or sub-block of a GGUF
-// type), consecutive lanes on consecutive units, so each row is read once, coalesced, and
-// each unit is dequantized once for all t tokens. f32 accumulation, warp-shuffle reduction.
+// matmul_gemv (one token) and matmul_gemv_t8 (up to MAX_T tokens, T at run time): the decode
+// product, built to keep the memory system busy: one pass over the weight rows, each loaded
+// once for all tokens, many 16-byte loads in flight per thread before their first use.
+// A launch covers up to three weights of the same input and shape (q/k/v, gate/up: the
+// "group"): rows [0, e0) of w0 into o0, [e0, e1) of w1 into o1, [e1, rows) of w2 into o2.
+// A warp owns NR = 2 rows at a time, so each x value it reads serves two rows.
+//
+// - Plain types: lanes walk a row in 16-byte vectors, consecutive lanes on consecutive
+//   vectors (coalesced), U = 4 vectors per lane and row loaded before any FMA: 8 loads of
+//   16 bytes in flight per thread. x comes through L1 (16 KB to 56 KB, reused by every warp).
+// - GGUF blocks (2-byte aligned, 18..210 bytes): a lane per 32-element unit would read x in
+//   128-byte strides and its block in misaligned pieces, both slow in L1. Instead each warp
+//   streams its rows in chunks of CU units through shared memory with cp.async (16-byte,
+//   coalesced, two chunks in flight: the next while the current is computed), lanes decode
+//   units from there, and x sits in shared memory padded by 4 floats per unit so that lanes
+//   reading consecutive units hit distinct banks. The grid is persistent (as many blocks as
+//   fit), warps take row pairs in turn, and a warp's chunk stream runs across its pairs, so
+//   the pipeline never drains between rows. matmul_gemv_xg reads x from global memory
+//   instead, for x too large for shared memory (the host decides).
 // matmul_dequant: a band of rows of a GGUF weight as f16, the per-call scratch that feeds
 // cuBLASLt for prefill (never stored). matmul_cast: activations to f16/bf16 for cuBLASLt.
 #include "quant.cuh"
@@ -13,93 +28,356 @@
 typedef FMT Fmt;
 
 #define MAX_T 8
+#define NR 2
+// Most warps per block of matmul_gemv; the host launches fewer (blockDim.x / 32) when a
+// matrix has too few rows to give every SM work.
+#define WARPS 8
 
-#ifdef SCALAR
-#define UNITS 1
-#else
-#define UNITS Fmt::UNIT
-#endif
+// Where row `row` of a grouped launch lives: its weight row, its output column, and the
+// output's row stride (the rows of its own weight).
+struct RowAt {
+    const u8* w;
+    float* o;
+    int stride;
+};
 
-__device__ __forceinline__ void load_w(const u8* row, int u, float* w) {
-#ifdef SCALAR
-    w[0] = Fmt::get(row, u);
-#else
-    Fmt::unit(row, u, w);
-#endif
-}
-
-// U consecutive floats; 16-byte loads when U is a multiple of 4 (x rows are then 16-byte
-// aligned: cols is a multiple of U and buffers start 256-byte aligned).
-template <int U>
-__device__ __forceinline__ void load_x(const float* p, float* v) {
-    if (U % 4 == 0) {
-#pragma unroll
-        for (int i = 0; i < U / 4; i++) {
-            const float4 f = ((const float4*)p)[i];
-            v[4 * i] = f.x;
-            v[4 * i + 1] = f.y;
-            v[4 * i + 2] = f.z;
-            v[4 * i + 3] = f.w;
-        }
+__device__ __forceinline__ RowAt row_at(int row, const u8* w0, const u8* w1, const u8* w2, float* o0, float* o1,
+                                        float* o2, int e0, int e1, int rows, i64 row_bytes) {
+    RowAt r;
+    if (row < e0) {
+        r.w = w0 + (i64)row * row_bytes;
+        r.o = o0 + row;
+        r.stride = e0;
+    } else if (row < e1) {
+        r.w = w1 + (i64)(row - e0) * row_bytes;
+        r.o = o1 + (row - e0);
+        r.stride = e1 - e0;
     } else {
-#pragma unroll
-        for (int i = 0; i < U; i++) v[i] = p[i];
+        r.w = w2 + (i64)(row - e1) * row_bytes;
+        r.o = o2 + (row - e1);
+        r.stride = rows - e1;
     }
+    return r;
 }
 
-extern "C" __global__ void __launch_bounds__(256) matmul_gemv(const u8* __restrict__ W, i64 row_bytes,
-                                                              const float* __restrict__ x,
-                                                              float* __restrict__ out, int rows, int cols,
-                                                              int T) {
-    const int lane = threadIdx.x % WARP;
-    const int r0 = (blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP) * NR;
-    if (r0 >= rows) return;
-    float acc[NR][MAX_T];
-#pragma unroll
-    for (int r = 0; r < NR; r++)
-#pragma unroll
-        for (int t = 0; t < MAX_T; t++) acc[r][t] = 0.0f;
+#define GEMV_PARAMS                                                                                                \
+    const u8 *__restrict__ w0, const u8 *__restrict__ w1, const u8 *__restrict__ w2, i64 row_bytes,              \
+        const float *__restrict__ x, float *__restrict__ o0, float *__restrict__ o1, float *__restrict__ o2, int e0, \
+        int e1, int rows, int cols, int T
+#define GEMV_ARGS w0, w1, w2, row_bytes, x, o0, o1, o2, e0, e1, rows, cols, T
 
-    const int nunits = cols / UNITS;
-    // Plain types unrolled so that several 16-byte loads are in flight before their FMAs
-    // (a GGUF unit is already ~20-50 bytes per lane).
-#pragma unroll(UNITS >= 32 ? 1 : 4)
-    for (int u = lane; u < nunits; u += WARP) {
-        float w[NR][UNITS];
+// A 16-byte load that does not allocate in L1: weights are read once, x stays cached.
+__device__ __forceinline__ uint4 ld_stream(const void* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+// Sums each row's partials over the warp and stores them (lane 0).
+template <int TT>
+__device__ __forceinline__ void store_rows(float (&acc)[NR][TT], const RowAt* ra, const bool* ok, int T, int lane) {
 #pragma unroll
-        for (int r = 0; r < NR; r++) {
-            if (r0 + r < rows) {
-                load_w(W + (i64)(r0 + r) * row_bytes, u, w[r]);
-            } else {
-#pragma unroll
-                for (int k = 0; k < UNITS; k++) w[r][k] = 0.0f;
-            }
-        }
-#pragma unroll
-        for (int t = 0; t < MAX_T; t++) {
-            if (t < T) {
-                float xv[UNITS];
-                load_x<UNITS>(x + (i64)t * cols + (i64)u * UNITS, xv);
-#pragma unroll
-                for (int r = 0; r < NR; r++)
-#pragma unroll
-                    for (int k = 0; k < UNITS; k++) acc[r][t] = fmaf(w[r][k], xv[k], acc[r][t]);
-            }
-        }
-    }
-#pragma unroll
-    for (int t = 0; t < MAX_T; t++) {
-        if (t < T) {
+    for (int t = 0; t < TT; t++) {
+        if (TT == 1 || t < T) {
 #pragma unroll
             for (int r = 0; r < NR; r++) {
                 const float s = warp_sum(acc[r][t]);
-                if (lane == 0 && r0 + r < rows) out[(i64)t * rows + r0 + r] = s;
+                if (lane == 0 && ok[r]) ra[r].o[(i64)t * ra[r].stride] = s;
             }
         }
     }
 }
 
-#ifndef PLAIN
+#ifdef PLAIN
+// Elements per 16-byte vector: 4 for F32, 8 for F16/BF16.
+#define VEC (16 / Fmt::BLOCK_BYTES)
+#define U 4
+
+template <int TT>
+__device__ __forceinline__ void gemv_plain(GEMV_PARAMS) {
+    const int lane = threadIdx.x % WARP;
+    const int r0 = (blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP) * NR;
+    if (r0 >= rows) return;
+    RowAt ra[NR];
+    bool ok[NR];
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        ok[r] = r0 + r < rows;
+        // A row past the end reads row r0 again and is not stored.
+        ra[r] = row_at(ok[r] ? r0 + r : r0, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes);
+    }
+    float acc[NR][TT];
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+#pragma unroll
+        for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
+#ifdef SCALAR
+    for (int c = lane; c < cols; c += WARP) {
+        float w[NR];
+#pragma unroll
+        for (int r = 0; r < NR; r++) w[r] = Fmt::get(ra[r].w, c);
+#pragma unroll
+        for (int t = 0; t < TT; t++) {
+            if (TT == 1 || t < T) {
+                const float xv = x[(i64)t * cols + c];
+#pragma unroll
+                for (int r = 0; r < NR; r++) acc[r][t] = fmaf(w[r], xv, acc[r][t]);
+            }
+        }
+    }
+#else
+    const int nvec = cols / VEC;
+    int v0 = 0;
+    // Whole steps: U vectors per lane and row, all loaded before the first FMA.
+    for (; v0 + WARP * U <= nvec; v0 += WARP * U) {
+        uint4 raw[NR][U];
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+#pragma unroll
+            for (int i = 0; i < U; i++) raw[r][i] = ld_stream(ra[r].w + 16 * (i64)(v0 + WARP * i + lane));
+#pragma unroll
+        for (int i = 0; i < U; i++) {
+            const int v = v0 + WARP * i + lane;
+            float w[NR][VEC];
+#pragma unroll
+            for (int r = 0; r < NR; r++) Fmt::vec(raw[r][i], w[r]);
+#pragma unroll
+            for (int t = 0; t < TT; t++) {
+                if (TT == 1 || t < T) {
+                    const float4* xp = (const float4*)(x + (i64)t * cols + (i64)v * VEC);
+#pragma unroll
+                    for (int g = 0; g < VEC / 4; g++) {
+                        const float4 xv = __ldg(xp + g);
+#pragma unroll
+                        for (int r = 0; r < NR; r++) {
+                            float a = acc[r][t];
+                            a = fmaf(w[r][4 * g], xv.x, a);
+                            a = fmaf(w[r][4 * g + 1], xv.y, a);
+                            a = fmaf(w[r][4 * g + 2], xv.z, a);
+                            acc[r][t] = fmaf(w[r][4 * g + 3], xv.w, a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // The rest of the row, one vector per lane.
+    for (int v = v0 + lane; v < nvec; v += WARP) {
+        float w[NR][VEC];
+#pragma unroll
+        for (int r = 0; r < NR; r++) Fmt::vec(ld_stream(ra[r].w + 16 * (i64)v), w[r]);
+#pragma unroll
+        for (int t = 0; t < TT; t++) {
+            if (TT == 1 || t < T) {
+                const float4* xp = (const float4*)(x + (i64)t * cols + (i64)v * VEC);
+#pragma unroll
+                for (int g = 0; g < VEC / 4; g++) {
+                    const float4 xv = __ldg(xp + g);
+#pragma unroll
+                    for (int r = 0; r < NR; r++) {
+                        float a = acc[r][t];
+                        a = fmaf(w[r][4 * g], xv.x, a);
+                        a = fmaf(w[r][4 * g + 1], xv.y, a);
+                        a = fmaf(w[r][4 * g + 2], xv.z, a);
+                        acc[r][t] = fmaf(w[r][4 * g + 3], xv.w, a);
+                    }
+                }
+            }
+        }
+    }
+#endif
+    store_rows<TT>(acc, ra, ok, T, lane);
+}
+
+// (256, 1): without the promise of one block per SM, ptxas saves registers by moving each
+// weight load next to its use, leaving two of a step's eight in flight.
+extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv(GEMV_PARAMS) { gemv_plain<1>(GEMV_ARGS); }
+extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_t8(GEMV_PARAMS) { gemv_plain<MAX_T>(GEMV_ARGS); }
+
+#else  // GGUF blocks
+
+typedef Dot<FMT> D;
+// Units (32 elements) per block of the format: 1, or 8 for the 256-element K-quants.
+#define UPB (Fmt::BLOCK_ELEMS / 32)
+// Floats of x per unit in shared memory: 32 and 4 of padding.
+#define XU 36
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    u64 s;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(s) : "l"(p));
+    return (u32)s;
+}
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+// Waits until at most one committed group of this thread is still in flight.
+__device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
+
+// A warp's stream of chunks: chunk k is chunk (k % nch) of row pair (first + (k / nch) * step).
+struct Stream {
+    int first, step, nch, nunits;
+};
+
+// The bytes of chunk c of a row: whole blocks [u0 / UPB, ceil(u1 / UPB)) of units [u0, u1).
+__device__ __forceinline__ void chunk_bytes(const Stream& s, int c, i64* b0, i64* b1) {
+    const int u0 = c * CU;
+    const int u1 = min(u0 + CU, s.nunits);
+    *b0 = (i64)(u0 / UPB) * Fmt::BLOCK_BYTES;
+    *b1 = (i64)((u1 + UPB - 1) / UPB) * Fmt::BLOCK_BYTES;
+}
+
+// Starts the copy of chunk k of the stream into `slot` (NR rows of slot_row bytes each): the
+// 16-byte aligned span around its bytes (weights carry 16 bytes of padding after their end,
+// so the span stays inside the allocation). Commits a group even when there is nothing to
+// copy, so that "all but the newest group" always means "chunk k".
+__device__ __forceinline__ void issue(const Stream& s, int k, int kend, u8* slot, int slot_row, int lane,
+                                      GEMV_PARAMS) {
+    if (k < kend) {
+        const int pair = s.first + (k / s.nch) * s.step;
+        i64 b0, b1;
+        chunk_bytes(s, k % s.nch, &b0, &b1);
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const int row = pair * NR + r;
+            if (row < rows) {
+                const u8* w = row_at(row, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes).w;
+                const u64 a = (u64)(w + b0) & ~(u64)15;
+                const u64 e = ((u64)(w + b1) + 15) & ~(u64)15;
+                u8* dst = slot + r * slot_row;
+                for (u64 o = 16 * (u64)lane; o < e - a; o += 16 * WARP) cp_async16(dst + o, (const void*)(a + o));
+            }
+        }
+    }
+    cp_async_commit();
+}
+
+// Shared memory: per warp two slots of NR rows of slot_row bytes, then (XS) x: T rows of
+// XU floats per unit, then 16 bytes the decoders may over-read.
+template <int TT, bool XS>
+__device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
+    extern __shared__ __align__(16) u8 smem[];
+    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    const int nunits = cols / 32;
+    const int xstride = (cols / 32) * XU;
+    float* xs = (float*)(smem + nw * 2 * NR * slot_row);
+    u8* slots = smem + warp * 2 * NR * slot_row;
+
+    Stream s;
+    s.first = blockIdx.x * nw + warp;
+    s.step = gridDim.x * nw;
+    s.nch = (nunits + CU - 1) / CU;
+    s.nunits = nunits;
+    const int npairs = (rows + NR - 1) / NR;
+    const int mine = s.first < npairs ? (npairs - 1 - s.first) / s.step + 1 : 0;
+    const int kend = mine * s.nch;
+
+    // The first two chunks are on their way while x is staged.
+    issue(s, 0, kend, slots, slot_row, lane, GEMV_ARGS);
+    issue(s, 1, kend, slots + NR * slot_row, slot_row, lane, GEMV_ARGS);
+    if (XS) {
+        const int c4 = cols / 4;
+        for (int i = threadIdx.x; i < T * c4; i += blockDim.x) {
+            const int t = i / c4, c = 4 * (i - t * c4);
+            *(float4*)(xs + t * xstride + (c / 32) * XU + c % 32) = __ldg((const float4*)(x + (i64)t * cols + c));
+        }
+        __syncthreads();
+    }
+
+    float acc[NR][TT];
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+#pragma unroll
+        for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
+
+    for (int k = 0; k < kend; k++) {
+        const int pair = s.first + (k / s.nch) * s.step, c = k % s.nch;
+        u8* slot = slots + (k & 1) * NR * slot_row;
+        cp_async_wait1();
+        __syncwarp();
+
+        RowAt ra[NR];
+        bool ok[NR];
+        const u8* sp[NR];
+        i64 b0, b1;
+        chunk_bytes(s, c, &b0, &b1);
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            ok[r] = pair * NR + r < rows;
+            // A row past the end decodes row 0's bytes and is not stored.
+            const int rr = ok[r] ? r : 0;
+            ra[r] = row_at(pair * NR + rr, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes);
+            sp[r] = slot + rr * slot_row + (int)((u64)(ra[r].w + b0) & 15);
+        }
+        const int u0 = c * CU, u1 = min(u0 + CU, nunits);
+#pragma unroll
+        for (int j = 0; j < CU / WARP; j++) {
+            const int u = u0 + WARP * j + lane;
+            if (u < u1) {
+                float q[NR][32], a[NR][2], b[NR][1];
+#pragma unroll
+                for (int r = 0; r < NR; r++) D::unit_q(sp[r], u - u0, q[r], a[r], b[r]);
+#pragma unroll
+                for (int t = 0; t < TT; t++) {
+                    if (TT == 1 || t < T) {
+                        const float* xp = XS ? xs + t * xstride + u * XU : x + (i64)t * cols + (i64)u * 32;
+                        float sum[NR][2], sx = 0.0f;
+#pragma unroll
+                        for (int r = 0; r < NR; r++) sum[r][0] = sum[r][1] = 0.0f;
+#pragma unroll
+                        for (int g = 0; g < 8; g++) {
+                            const float4 xv = XS ? *(const float4*)(xp + 4 * g) : __ldg((const float4*)(xp + 4 * g));
+                            if (D::OFFSET) sx += (xv.x + xv.y) + (xv.z + xv.w);
+                            const int h = g / (8 / D::HALVES);
+#pragma unroll
+                            for (int r = 0; r < NR; r++) {
+                                float m = sum[r][h];
+                                m = fmaf(q[r][4 * g], xv.x, m);
+                                m = fmaf(q[r][4 * g + 1], xv.y, m);
+                                m = fmaf(q[r][4 * g + 2], xv.z, m);
+                                sum[r][h] = fmaf(q[r][4 * g + 3], xv.w, m);
+                            }
+                        }
+#pragma unroll
+                        for (int r = 0; r < NR; r++) {
+                            float v = fmaf(a[r][0], sum[r][0], acc[r][t]);
+                            if (D::HALVES == 2) v = fmaf(a[r][1], sum[r][1], v);
+                            if (D::OFFSET) v = fmaf(b[r][0], sx, v);
+                            acc[r][t] = v;
+                        }
+                    }
+                }
+            }
+        }
+        __syncwarp();
+        // The slot is free again: the chunk after next goes into it.
+        issue(s, k + 2, kend, slot, slot_row, lane, GEMV_ARGS);
+        if (c == s.nch - 1) {
+            store_rows<TT>(acc, ra, ok, T, lane);
+#pragma unroll
+            for (int r = 0; r < NR; r++)
+#pragma unroll
+                for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(32 * WARPS) matmul_gemv(GEMV_PARAMS, int slot_row) {
+    gemv_blocks<1, true>(GEMV_ARGS, slot_row);
+}
+// Up to MAX_T tokens need more registers; one block per SM is enough for these rarer launches.
+extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_t8(GEMV_PARAMS, int slot_row) {
+    gemv_blocks<MAX_T, true>(GEMV_ARGS, slot_row);
+}
+extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_xg(GEMV_PARAMS, int slot_row) {
+    gemv_blocks<MAX_T, false>(GEMV_ARGS, slot_row);
+}
+
 // out[r, :] (f16, row-major [rows, cols]) = W[row0 + r, :] for r < rows; W points at row0.
 extern "C" __global__ void matmul_dequant(const u8* __restrict__ W, i64 row_bytes, u16* __restrict__ out,
                                           int rows, int cols) {
@@ -125,12 +403,23 @@ extern "C" __global__ void matmul_dequant(const u8* __restrict__ W, i64 row_byte
 #endif
 
 // y = x as bf16 for BF16 weights, f16 otherwise (the operand type cuBLASLt multiplies).
-extern "C" __global__ void matmul_cast(const float* __restrict__ x, u16* __restrict__ y, i64 n) {
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+// Four elements per step where n allows (n % 4 == 0; buffers start 256-byte aligned).
+__device__ __forceinline__ u16 cast1(float v) {
 #ifdef CAST_BF16
-        y[i] = f32_to_bf16(x[i]);
+    return f32_to_bf16(v);
 #else
-        y[i] = f32_to_f16(x[i]);
+    return f32_to_f16(v);
 #endif
+}
+
+extern "C" __global__ void matmul_cast(const float* __restrict__ x, u16* __restrict__ y, i64 n) {
+    const i64 stride = (i64)gridDim.x * blockDim.x;
+    if (n % 4 == 0) {
+        for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n / 4; i += stride) {
+            const float4 v = ((const float4*)x)[i];
+            ((uint2*)y)[i] = make_uint2((u32)cast1(v.x) | ((u32)cast1(v.y) << 16), (u32)cast1(v.z) | ((u32)cast1(v.w) << 16));
+        }
+    } else {
+        for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = cast1(x[i]);
     }
 }

@@ -5,7 +5,14 @@
 // (else 4-byte words: columns must be a multiple of 4).
 //
 // matmul_i8_quantize: per token, sx = max|x| / 127 and qx = round-half-even(x / sx), as
-//   compressed-tensors and vLLM do; also sum(qx) for the zero points.
+//   compressed-tensors and vLLM do; also sum(qx) for the zero points. This is the formula of
+//   scripts/golden/make_golden.py's w8a8-tiny-act8 to the operation (f32 max, f32 division by
+//   127, IEEE f32 division x / sx as NVRTC compiles it by default, round half to even, clamp).
+//   That golden cannot be met to 5e-3 by any engine that is not bit-identical to torch before
+//   each quantization: a value near a rounding boundary moves a whole int8 step, and later
+//   layers amplify it. Measured with transformers on the CPU: rounding K and V to f16 (this
+//   backend's KV cache) alone moves the act8 logits by up to 5.0e-2, relative noise of 1e-6
+//   on K and V by 2.4e-2; float activations differ from act8 by 5.2e-2.
 // matmul_i8_gemv: decode (t <= MAX_T): a warp owns NR rows, lanes walk the row in words,
 //   dp4a products, one pass over the weight.
 // matmul_i8_scale: prefill: cuBLASLt's int32 products (in place in `out`) to f32.
@@ -57,7 +64,8 @@ extern "C" __global__ void matmul_i8_quantize(const float* __restrict__ x, i8* _
 }
 
 // W points at the view's first row; scale and zero (null when symmetric) at its first row.
-extern "C" __global__ void __launch_bounds__(256)
+// (256, 1): room for the registers of eight loads in flight (see matmul.cu).
+extern "C" __global__ void __launch_bounds__(256, 1)
     matmul_i8_gemv(const u8* __restrict__ W, i64 row_bytes, const i8* __restrict__ qx,
                    const float* __restrict__ sx, const int* __restrict__ sq, const u8* __restrict__ scale,
                    const i8* __restrict__ zero, float* __restrict__ out, int rows, int cols, int T) {
@@ -70,9 +78,37 @@ extern "C" __global__ void __launch_bounds__(256)
 #pragma unroll
         for (int t = 0; t < MAX_T; t++) acc[r][t] = 0;
 #ifdef VEC16
+    // Four 16-byte vectors per lane and row loaded before their products (8 loads in flight),
+    // then the rest of the row one vector per lane.
     const int nunits = cols / 16;
-#pragma unroll 2
-    for (int u = lane; u < nunits; u += WARP) {
+    int u0 = 0;
+    for (; u0 + 4 * WARP <= nunits; u0 += 4 * WARP) {
+        uint4 w[NR][4];
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                w[r][i] = r0 + r < rows ? __ldg((const uint4*)(W + (i64)(r0 + r) * row_bytes) + u0 + WARP * i + lane)
+                                        : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int t = 0; t < MAX_T; t++) {
+            if (t < T) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const uint4 xv = ((const uint4*)(qx + (i64)t * cols))[u0 + WARP * i + lane];
+#pragma unroll
+                    for (int r = 0; r < NR; r++) {
+                        int a = acc[r][t];
+                        a = dp4a(w[r][i].x, xv.x, a);
+                        a = dp4a(w[r][i].y, xv.y, a);
+                        a = dp4a(w[r][i].z, xv.z, a);
+                        acc[r][t] = dp4a(w[r][i].w, xv.w, a);
+                    }
+                }
+            }
+        }
+    }
+    for (int u = u0 + lane; u < nunits; u += WARP) {
         uint4 w[NR];
 #pragma unroll
         for (int r = 0; r < NR; r++)

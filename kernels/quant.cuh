@@ -14,21 +14,21 @@
 
 struct F32 {
     enum { BLOCK_ELEMS = 1, BLOCK_BYTES = 4, UNIT = 4 };
-    // Needs a 16-byte aligned row.
-    static __device__ __forceinline__ void unit(const u8* row, int u, float* w) {
-        const float4 v = ((const float4*)row)[u];
-        w[0] = v.x;
-        w[1] = v.y;
-        w[2] = v.z;
-        w[3] = v.w;
+    static __device__ __forceinline__ void vec(uint4 v, float* w) {
+        w[0] = __uint_as_float(v.x);
+        w[1] = __uint_as_float(v.y);
+        w[2] = __uint_as_float(v.z);
+        w[3] = __uint_as_float(v.w);
     }
+    // Needs a 16-byte aligned row.
+    static __device__ __forceinline__ void unit(const u8* row, int u, float* w) { vec(((const uint4*)row)[u], w); }
     static __device__ __forceinline__ float get(const u8* row, i64 i) { return ((const float*)row)[i]; }
 };
 
 struct F16 {
     enum { BLOCK_ELEMS = 1, BLOCK_BYTES = 2, UNIT = 8 };
-    static __device__ __forceinline__ void unit(const u8* row, int u, float* w) {
-        const uint4 v = ((const uint4*)row)[u];
+    static __device__ __forceinline__ void unit(const u8* row, int u, float* w) { vec(((const uint4*)row)[u], w); }
+    static __device__ __forceinline__ void vec(uint4 v, float* w) {
         const u32 q[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -41,8 +41,8 @@ struct F16 {
 
 struct BF16 {
     enum { BLOCK_ELEMS = 1, BLOCK_BYTES = 2, UNIT = 8 };
-    static __device__ __forceinline__ void unit(const u8* row, int u, float* w) {
-        const uint4 v = ((const uint4*)row)[u];
+    static __device__ __forceinline__ void unit(const u8* row, int u, float* w) { vec(((const uint4*)row)[u], w); }
+    static __device__ __forceinline__ void vec(uint4 v, float* w) {
         const u32 q[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -294,6 +294,96 @@ struct Q6_K {
             const u32 hi = (byte_at(qh[l / 4], l % 4) >> hshift) & 3;
             const float dd = l < 16 ? d0 : d1;
             w[l] = fmaf(dd, u2f(lo | (hi << 4)), -32.0f * dd);
+        }
+    }
+};
+
+// ---- Units for dot products (matmul_gemv): exact small integers plus per-unit affine terms.
+// Dot<F>::unit_q(row, u, q, a, b) gives element k of unit u as a[k / (UNIT / HALVES)] * q[k]
+// (+ b[0] when OFFSET), so a GEMV sums q * x per half in f32 and scales once per unit (and
+// adds b * sum(x)) instead of scaling every element. The general case is `unit` itself
+// (a = 1); Q8_0, Q4_K and Q6_K, the formats of Q8_0 and Q4_K_M files, decode with one byte
+// permute and one add per element.
+template <class F>
+struct Dot {
+    enum { UNIT = F::UNIT, HALVES = 1, OFFSET = 0 };
+    static __device__ __forceinline__ void unit_q(const u8* row, int u, float* q, float* a, float* b) {
+        F::unit(row, u, q);
+        a[0] = 1.0f;
+        b[0] = 0.0f;
+    }
+};
+
+// Byte k (0..3) of v as a float, minus `bias` - 2^23: the byte becomes the low mantissa bits
+// of 2^23 (one permute), and the subtraction is exact.
+__device__ __forceinline__ float byte_f(u32 v, int k, float bias) {
+    return __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7440 + k)) - bias;
+}
+
+template <>
+struct Dot<Q8_0> {
+    enum { UNIT = 32, HALVES = 1, OFFSET = 0 };
+    static __device__ __forceinline__ void unit_q(const u8* row, int u, float* q, float* a, float* b) {
+        const u8* blk = row + (i64)u * Q8_0::BLOCK_BYTES;
+        a[0] = f16_to_f32(ld_u16(blk));
+        b[0] = 0.0f;
+        u32 w[8];
+        ld_bytes<32>(blk + 2, w);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const u32 v = w[i] ^ 0x80808080u;  // int8 + 128 in each byte
+#pragma unroll
+            for (int k = 0; k < 4; k++) q[4 * i + k] = byte_f(v, k, 8388608.0f + 128.0f);
+        }
+    }
+};
+
+template <>
+struct Dot<Q4_K> {
+    enum { UNIT = 32, HALVES = 1, OFFSET = 1 };
+    static __device__ __forceinline__ void unit_q(const u8* row, int u, float* q, float* a, float* b) {
+        const int s = u & 7;
+        const u8* blk = row + (i64)(u >> 3) * Q4_K::BLOCK_BYTES;
+        const float d = f16_to_f32(ld_u16(blk));
+        const float dmin = f16_to_f32(ld_u16(blk + 2));
+        u32 sc[3];
+        ld_bytes_a4<12>(blk + 4, sc);
+        float scale, min;
+        scale_min_k4(sc[0], sc[1], sc[2], s, &scale, &min);
+        a[0] = d * scale;
+        b[0] = -(dmin * min);
+        u32 w[8];
+        ld_bytes_a16<32>(blk + 16 + 32 * (s >> 1), w);
+        const int shift = 4 * (s & 1);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const u32 v = (w[i] >> shift) & 0x0F0F0F0Fu;
+#pragma unroll
+            for (int k = 0; k < 4; k++) q[4 * i + k] = byte_f(v, k, 8388608.0f);
+        }
+    }
+};
+
+template <>
+struct Dot<Q6_K> {
+    enum { UNIT = 32, HALVES = 2, OFFSET = 0 };
+    static __device__ __forceinline__ void unit_q(const u8* row, int u, float* q, float* a, float* b) {
+        const int s = u & 7, n = s >> 2, k = s & 3;
+        const u8* blk = row + (i64)(u >> 3) * Q6_K::BLOCK_BYTES;
+        const u32 sc = ld_u16(blk + 192 + 8 * n + 2 * k);
+        const float d = f16_to_f32(ld_u16(blk + 208));
+        a[0] = d * (float)(i8)(sc & 0xff);
+        a[1] = d * (float)(i8)(sc >> 8);
+        b[0] = 0.0f;
+        u32 ql[8], qh[8];
+        ld_bytes<32>(blk + 64 * n + 32 * (k & 1), ql);
+        ld_bytes<32>(blk + 128 + 32 * n, qh);
+        const int lshift = 4 * (k >> 1), hshift = 2 * k;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const u32 v = ((ql[i] >> lshift) & 0x0F0F0F0Fu) | (((qh[i] >> hshift) & 0x03030303u) << 4);
+#pragma unroll
+            for (int e = 0; e < 4; e++) q[4 * i + e] = byte_f(v, e, 8388608.0f + 32.0f);
         }
     }
 };

@@ -1,6 +1,7 @@
 // rms_norm: out = x / sqrt(mean(x^2) + eps) * w per row of `dim`, in f32 as Hugging Face
-// computes it; w in F32/F16/BF16 (-DFMT). One block per row; out may alias x (each thread
-// rereads only what it writes, after the reduction's barriers).
+// computes it; w in F32/F16/BF16 (-DFMT). One block per row, four floats per load when dim
+// allows (rows then start 16-byte aligned); out may alias x (each thread rereads only what it
+// writes, after the reduction's barriers).
 #include "quant.cuh"
 
 typedef FMT Fmt;
@@ -9,12 +10,31 @@ extern "C" __global__ void rms_norm(const float* x, const u8* __restrict__ w, fl
     __shared__ float scratch[32];
     const float* xr = x + (i64)blockIdx.x * dim;
     float* o = out + (i64)blockIdx.x * dim;
+    const bool vec = dim % 4 == 0;
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-        const float v = xr[i];
-        ss = fmaf(v, v, ss);
+    if (vec) {
+        for (int i = threadIdx.x; i < dim / 4; i += blockDim.x) {
+            const float4 v = ((const float4*)xr)[i];
+            ss = fmaf(v.x, v.x, ss);
+            ss = fmaf(v.y, v.y, ss);
+            ss = fmaf(v.z, v.z, ss);
+            ss = fmaf(v.w, v.w, ss);
+        }
+    } else {
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+            const float v = xr[i];
+            ss = fmaf(v, v, ss);
+        }
     }
     ss = block_sum(ss, scratch);
     const float inv = rsqrtf(ss / (float)dim + eps);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = xr[i] * inv * Fmt::get(w, i);
+    if (vec) {
+        for (int i = threadIdx.x; i < dim / 4; i += blockDim.x) {
+            const float4 v = ((const float4*)xr)[i];
+            ((float4*)o)[i] = make_float4(v.x * inv * Fmt::get(w, 4 * i), v.y * inv * Fmt::get(w, 4 * i + 1),
+                                          v.z * inv * Fmt::get(w, 4 * i + 2), v.w * inv * Fmt::get(w, 4 * i + 3));
+        }
+    } else {
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = xr[i] * inv * Fmt::get(w, i);
+    }
 }

@@ -59,23 +59,59 @@ fn scale_offsets(d: DType) -> &'static [usize] {
     }
 }
 
+/// The largest |element| / scale of a GGUF type's codes (with its offsets and minimums), so
+/// that scales of peak / code_peak keep every element within about `peak`.
+fn code_peak(d: DType) -> f32 {
+    match d {
+        DType::Q8_0 | DType::Q3_K => 128.0,
+        DType::Q4_0 | DType::Q4_1 => 16.0,
+        DType::Q5_0 | DType::Q5_1 => 32.0,
+        DType::Q2_K => 60.0,
+        DType::Q4_K => 1008.0,
+        DType::Q5_K => 2016.0,
+        DType::Q6_K => 4096.0,
+        _ => 1.0,
+    }
+}
+
 /// A random, valid tensor of `dtype`: random quant bits with small finite scales.
 fn weight_bytes(rng: &mut Rng, dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
+    weight_bytes_peak(rng, dtype, rows, cols, None)
+}
+
+/// Like `weight_bytes`; with `peak`, elements stay within about +-peak (plain types:
+/// uniform in [-peak, peak); GGUF types: scales between half and all of peak / code_peak).
+fn weight_bytes_peak(
+    rng: &mut Rng,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    peak: Option<f32>,
+) -> Vec<u8> {
     let n = rows * cols;
+    let amp = peak.unwrap_or(1.0);
     match dtype {
-        DType::F32 => rng.vec(n).iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::F16 => rng.vec(n).iter().flat_map(|&v| f16(v)).collect(),
+        DType::F32 => rng
+            .vec(n)
+            .iter()
+            .flat_map(|v| (amp * v).to_le_bytes())
+            .collect(),
+        DType::F16 => rng.vec(n).iter().flat_map(|&v| f16(amp * v)).collect(),
         DType::BF16 => rng
             .vec(n)
             .iter()
-            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .flat_map(|&v| half::bf16::from_f32(amp * v).to_le_bytes())
             .collect(),
         d => {
             let bytes = d.tensor_bytes(&[rows, cols]).expect("whole blocks");
             let mut b: Vec<u8> = (0..bytes).map(|_| rng.next() as u8).collect();
             for blk in b.chunks_mut(d.block_bytes()) {
                 for &o in scale_offsets(d) {
-                    blk[o..o + 2].copy_from_slice(&f16(0.01 + 0.02 * rng.f().abs()));
+                    let scale = match peak {
+                        Some(p) => p / code_peak(d) * (0.5 + 0.5 * rng.f().abs()),
+                        None => 0.01 + 0.02 * rng.f().abs(),
+                    };
+                    blk[o..o + 2].copy_from_slice(&f16(scale));
                 }
             }
             b
@@ -267,12 +303,72 @@ fn gemv_chunks_match_for_odd_shapes() {
     }
 }
 
-/// A one-layer model of real structure (GQA, GGUF and 16-bit weights) for step tests.
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn grouped_matmul_matches_separate_matmuls() {
+    // matmul_group over three row ranges of one tensor (odd sizes, so row pairs of the
+    // grouped GEMV straddle the ranges) must give what three matmuls give: for decode token
+    // counts one launch over the concatenated rows, for prefill one cast of x. 8192 columns
+    // at 8 tokens put x past shared memory on an H100 (matmul_gemv_xg).
+    let c = cuda();
+    let mut rng = Rng(0x9e0);
+    let mut report = Vec::new();
+    for &dtype in nvrtc::MATMUL_DTYPES {
+        for (cols, ts) in [(512usize, &[1usize, 2, 8, 13][..]), (8192, &[1, 8][..])] {
+            let sizes = [37usize, 21, 70];
+            let rows: usize = sizes.iter().sum();
+            let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
+            let views = [
+                view(&w, 0, sizes[0]),
+                view(&w, sizes[0], sizes[1]),
+                view(&w, sizes[0] + sizes[1], sizes[2]),
+            ];
+            for &t in ts {
+                let x = buf(&c, &rng.vec(t * cols));
+                let outs: Vec<CudaBuf> = sizes.iter().map(|&n| poisoned(&c, t * n)).collect();
+                let refs: Vec<&CudaBuf> = outs.iter().collect();
+                c.matmul_group(&x, &views, &refs, t).unwrap();
+                for (i, v) in views.iter().enumerate() {
+                    let one = poisoned(&c, t * sizes[i]);
+                    c.op_matmul(&x, v, &one, t, Path::Auto).unwrap();
+                    let (a, b) = (
+                        c.read(&outs[i], t * sizes[i]).unwrap(),
+                        c.read(&one, t * sizes[i]).unwrap(),
+                    );
+                    let e = nmse(&a, &b);
+                    report.push(format!("{dtype} cols {cols} t={t} part {i}: nmse {e:.1e}"));
+                    assert!(
+                        e < 1e-12,
+                        "{dtype} cols {cols} t={t}: grouped part {i} differs: nmse {e:.3e}\n{}",
+                        report.join("\n")
+                    );
+                }
+            }
+        }
+    }
+    // Two weights, and a group of plain and GGUF weights (done one by one).
+    let a = random_weight(&c, &mut rng, "a", DType::BF16, 64, 256);
+    let b = random_weight(&c, &mut rng, "b", DType::Q8_0, 32, 256);
+    let x = buf(&c, &rng.vec(256));
+    let (oa, ob) = (poisoned(&c, 64), poisoned(&c, 32));
+    c.matmul_group(&x, &[view(&a, 0, 64), view(&b, 0, 32)], &[&oa, &ob], 1)
+        .unwrap();
+    let (sa, sb) = (poisoned(&c, 64), poisoned(&c, 32));
+    c.matmul(&x, view(&a, 0, 64), &sa, 1).unwrap();
+    c.matmul(&x, view(&b, 0, 32), &sb, 1).unwrap();
+    assert_eq!(c.read(&oa, 64).unwrap(), c.read(&sa, 64).unwrap());
+    assert_eq!(c.read(&ob, 32).unwrap(), c.read(&sb, 32).unwrap());
+}
+
+/// A one-layer model of real structure (GQA, fused q/k/v and gate/up read through row views
+/// as Phi-3's are, GGUF and 16-bit weights) for step tests. Weights are scaled as a trained
+/// model's are (rows of cols elements within about 2 / sqrt(cols)), so activations stay near
+/// 1: unscaled random blocks (Q4_K elements up to ~30) made the FFN's activations exceed
+/// f16's range, and the f16 operands of the prefill product turned them into inf.
 struct Mini {
     emb: CudaWeight,
     norm: CudaWeight,
-    wq: CudaWeight,
-    wkv: CudaWeight,
+    wqkv: CudaWeight,
     wo: CudaWeight,
     gate_up: CudaWeight,
     down: CudaWeight,
@@ -289,6 +385,20 @@ const FFN: usize = 512;
 const VOCAB: usize = 96;
 const MAXT: usize = 16;
 
+/// A weight whose elements stay within about 2 / sqrt(cols).
+fn scaled_weight(
+    c: &Cuda,
+    rng: &mut Rng,
+    name: &str,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+) -> CudaWeight {
+    let peak = 2.0 / (cols as f32).sqrt();
+    let bytes = weight_bytes_peak(rng, dtype, rows, cols, Some(peak));
+    upload(c, name, dtype, &[rows, cols], &bytes)
+}
+
 impl Mini {
     fn new(c: &Cuda) -> Mini {
         let mut rng = Rng(2024);
@@ -298,30 +408,23 @@ impl Mini {
         let inv: Vec<f32> = (0..HD / 2)
             .map(|i| 10000f32.powf(-2.0 * i as f32 / HD as f32))
             .collect();
+        let emb = weight_bytes_peak(&mut rng, DType::Q8_0, VOCAB, HID, Some(1.0));
+        let qkv_rows = (HEADS + 2 * KVH) * HD;
         Mini {
-            emb: random_weight(c, &mut rng, "token_embd.weight", DType::Q8_0, VOCAB, HID),
+            emb: upload(c, "token_embd.weight", DType::Q8_0, &[VOCAB, HID], &emb),
             norm: upload(c, "attn_norm.weight", DType::F32, &[HID], &norm_w),
-            wq: random_weight(c, &mut rng, "attn_q.weight", DType::F16, HEADS * HD, HID),
-            // K and V fused, read through row views as Phi-3's qkv is.
-            wkv: random_weight(
-                c,
-                &mut rng,
-                "attn_kv.weight",
-                DType::Q4_0,
-                2 * KVH * HD,
-                HID,
-            ),
-            wo: random_weight(
+            wqkv: scaled_weight(c, &mut rng, "attn_qkv.weight", DType::Q8_0, qkv_rows, HID),
+            wo: scaled_weight(
                 c,
                 &mut rng,
                 "attn_output.weight",
-                DType::BF16,
+                DType::F16,
                 HID,
                 HEADS * HD,
             ),
-            gate_up: random_weight(c, &mut rng, "ffn_gate_up.weight", DType::Q4_K, 2 * FFN, HID),
-            down: random_weight(c, &mut rng, "ffn_down.weight", DType::Q6_K, HID, FFN),
-            out: random_weight(c, &mut rng, "output.weight", DType::Q8_0, VOCAB, HID),
+            gate_up: scaled_weight(c, &mut rng, "ffn_gate_up.weight", DType::BF16, 2 * FFN, HID),
+            down: scaled_weight(c, &mut rng, "ffn_down.weight", DType::Q6_K, HID, FFN),
+            out: scaled_weight(c, &mut rng, "output.weight", DType::Q4_K, VOCAB, HID),
             inv_freq: buf(c, &inv),
             bufs: (0..9)
                 .map(|_| c.alloc(MAXT * FFN.max(HEADS * HD)).unwrap())
@@ -330,15 +433,20 @@ impl Mini {
     }
 
     /// Enqueues one step of t rows (ids/positions already set); logits land in bufs[8].
+    /// q/k/v and gate/up go through matmul_group, as the forward pass does.
     fn step(&self, c: &Cuda, cache: &CudaCache, t: usize) -> lamina::Result<()> {
         let [x, h, q, k, v, a, g, u, logits] = &self.bufs[..] else {
             unreachable!()
         };
+        let (nq, nkv) = (HEADS * HD, KVH * HD);
         c.embedding(&self.emb, x, t)?;
         c.rms_norm(x, &self.norm, h, t, HID, 1e-5)?;
-        c.matmul(h, view(&self.wq, 0, HEADS * HD), q, t)?;
-        c.matmul(h, view(&self.wkv, 0, KVH * HD), k, t)?;
-        c.matmul(h, view(&self.wkv, KVH * HD, KVH * HD), v, t)?;
+        let qkv = [
+            view(&self.wqkv, 0, nq),
+            view(&self.wqkv, nq, nkv),
+            view(&self.wqkv, nq + nkv, nkv),
+        ];
+        c.matmul_group(h, &qkv, &[q, k, v], t)?;
         c.rope(q, &self.inv_freq, t, HEADS, HD, 1.0, RopeLayout::Neox)?;
         c.rope(k, &self.inv_freq, t, KVH, HD, 1.0, RopeLayout::Neox)?;
         c.kv_write(cache, 0, k, v, t)?;
@@ -346,8 +454,8 @@ impl Mini {
         c.matmul(a, view(&self.wo, 0, HID), h, t)?;
         c.add(x, h, t * HID)?;
         c.rms_norm(x, &self.norm, h, t, HID, 1e-5)?;
-        c.matmul(h, view(&self.gate_up, 0, FFN), g, t)?;
-        c.matmul(h, view(&self.gate_up, FFN, FFN), u, t)?;
+        let gu = [view(&self.gate_up, 0, FFN), view(&self.gate_up, FFN, FFN)];
+        c.matmul_group(h, &gu, &[g, u], t)?;
         c.swiglu(g, u, g, t * FFN)?;
         c.matmul(g, view(&self.down, 0, HID), h, t)?;
         c.add(x, h, t * HID)?;
@@ -497,157 +605,5 @@ fn tensor_core_attention_matches_f32_attention() {
     }
 }
 
-fn median(mut v: Vec<f32>) -> f32 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Median device time of `reps` calls after 3 warm-up calls; `i` says which call it is.
-fn time(c: &Cuda, reps: usize, f: &mut dyn FnMut(usize) -> lamina::Result<()>) -> f32 {
-    for i in 0..3 {
-        f(i).unwrap();
-    }
-    let t = (0..reps)
-        .map(|i| c.time_ms(&mut || f(i)).unwrap())
-        .collect();
-    let m = median(t);
-    assert!(m > 0.0, "a timing of zero");
-    m
-}
-
-#[test]
-#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
-fn performance_report() {
-    // Not a pass/fail benchmark: the speeds of the kernels that decide decode and prefill
-    // throughput on Llama-3.1-8B shapes, printed for the notes (device events, warm-up,
-    // median of repeats, weights rotated through more copies than L2 holds). It checks
-    // only that every output is finite.
-    let c = cuda();
-    let mut rng = Rng(31337);
-    println!("device: {}", c.describe());
-    println!("| matmul decode (t=1) | rows x cols | us | GB/s |");
-    println!("|---|---|---|---|");
-    let shapes = [
-        (4096, 4096),
-        (1024, 4096),
-        (14336, 4096),
-        (4096, 14336),
-        (128256, 4096),
-    ];
-    for dtype in [
-        DType::BF16,
-        DType::F16,
-        DType::Q8_0,
-        DType::Q6_K,
-        DType::Q5_0,
-        DType::Q4_K,
-        DType::Q4_0,
-    ] {
-        for &(rows, cols) in &shapes {
-            let bytes = dtype.tensor_bytes(&[rows, cols]).unwrap();
-            let copies = (400usize << 20).div_ceil(bytes).clamp(1, 8);
-            let ws: Vec<CudaWeight> = (0..copies)
-                .map(|_| random_weight(&c, &mut rng, "w", dtype, rows, cols))
-                .collect();
-            let x = buf(&c, &rng.vec(cols));
-            let out = poisoned(&c, rows);
-            let ms = time(&c, 20, &mut |i| {
-                c.op_matmul(&x, &view(&ws[i % copies], 0, rows), &out, 1, Path::Gemv)
-            });
-            assert!(c.read(&out, rows).unwrap().iter().all(|v| v.is_finite()));
-            println!(
-                "| {dtype} | {rows} x {cols} | {:.1} | {:.0} |",
-                ms * 1e3,
-                bytes as f64 / ms as f64 / 1e6
-            );
-        }
-    }
-    for &(rows, cols) in &shapes {
-        // W8A8: int8 weights, bf16 per-row scales, activations quantized per token.
-        let bytes = rows * cols;
-        let copies = (400usize << 20).div_ceil(bytes).clamp(1, 8);
-        let ws: Vec<CudaWeight> = (0..copies)
-            .map(|_| random_weight(&c, &mut rng, "w", DType::I8, rows, cols))
-            .collect();
-        let scales: Vec<u8> = (0..rows)
-            .flat_map(|_| half::bf16::from_f32(0.01).to_le_bytes())
-            .collect();
-        let scale = upload(&c, "w.scale", DType::BF16, &[rows, 1], &scales);
-        let x = buf(&c, &rng.vec(cols));
-        let out = poisoned(&c, rows);
-        let ms = time(&c, 20, &mut |i| {
-            let v = WeightView {
-                w: &ws[i % copies],
-                row0: 0,
-                rows,
-                cols,
-                scale: Some(&scale),
-                zero: None,
-            };
-            c.op_matmul(&x, &v, &out, 1, Path::Gemv)
-        });
-        assert!(c.read(&out, rows).unwrap().iter().all(|v| v.is_finite()));
-        println!(
-            "| I8 (W8A8) | {rows} x {cols} | {:.1} | {:.0} |",
-            ms * 1e3,
-            bytes as f64 / ms as f64 / 1e6
-        );
-    }
-    println!("| matmul prefill (cuBLASLt) | t x rows x cols | ms | TFLOP/s |");
-    println!("|---|---|---|---|");
-    for dtype in [DType::BF16, DType::Q8_0, DType::Q4_K] {
-        for &(rows, cols) in &shapes[..4] {
-            let t = 512;
-            let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
-            let x = buf(&c, &rng.vec(t * cols));
-            let out = poisoned(&c, t * rows);
-            let ms = time(&c, 10, &mut |_| {
-                c.op_matmul(&x, &view(&w, 0, rows), &out, t, Path::Blas)
-            });
-            assert!(c
-                .read(&out, t * rows)
-                .unwrap()
-                .iter()
-                .all(|v| v.is_finite()));
-            let flop = 2.0 * (t * rows * cols) as f64;
-            println!(
-                "| {dtype} | {t} x {rows} x {cols} | {ms:.3} | {:.0} |",
-                flop / ms as f64 / 1e9
-            );
-        }
-    }
-    println!("| attention (32 q / 8 kv heads, d 128) | rows, depth | ms | |");
-    println!("|---|---|---|---|");
-    let (heads, kvh, d) = (32usize, 8usize, 128usize);
-    for (t, depth) in [(512usize, 512usize), (4096, 4096), (1, 4096), (1, 32768)] {
-        let cache = c.alloc_cache(1, kvh, d, depth).unwrap();
-        let fill = depth.min(4096);
-        for p0 in (0..depth).step_by(fill) {
-            let pos: Vec<u32> = (p0 as u32..(p0 + fill) as u32).collect();
-            c.set_step(&vec![0; fill], &pos).unwrap();
-            let k = buf(&c, &rng.vec(fill * kvh * d));
-            c.kv_write(&cache, 0, &k, &k, fill).unwrap();
-        }
-        let pos: Vec<u32> = ((depth - t) as u32..depth as u32).collect();
-        c.set_step(&vec![0; t], &pos).unwrap();
-        let q = buf(&c, &rng.vec(t * heads * d));
-        let out = poisoned(&c, t * heads * d);
-        let ms = time(&c, 10, &mut |_| {
-            c.attention(&q, &cache, 0, &out, t, heads, 0.088)
-        });
-        assert!(c
-            .read(&out, t * heads * d)
-            .unwrap()
-            .iter()
-            .all(|v| v.is_finite()));
-        let note = if t == 1 {
-            let kv_bytes = 2 * kvh * depth * d * 2;
-            format!("{:.0} GB/s of KV", kv_bytes as f64 / ms as f64 / 1e6)
-        } else {
-            // causal: about half of t x depth scores, 4 flop per score and dimension
-            let flop = 4.0 * heads as f64 * d as f64 * (t * depth) as f64 / 2.0;
-            format!("{:.0} TFLOP/s", flop / ms as f64 / 1e9)
-        };
-        println!("| {t}, {depth} | {ms:.3} | {note} |");
-    }
-}
+#[path = "ops_cuda/perf.rs"]
+mod perf;

@@ -1,13 +1,15 @@
 //! matmul: out[t, rows] = x[t, cols] . W[row0.., cols]^T with W in its file dtype.
 //!
 //! - t <= MAX_T (decode): `matmul_gemv` (kernels/matmul.cu), one pass over the weight rows,
-//!   bandwidth-bound.
+//!   bandwidth-bound; `matmul_group` runs the linears of one input (q/k/v, gate/up) in one
+//!   launch.
 //! - larger t (prefill): cuBLASLt on tensor cores. x is cast to the weight's f16/bf16 (F32
 //!   weights: an f32 product, no cast); a GGUF weight is dequantized to f16 in bands of rows
 //!   into a per-call scratch buffer that is overwritten by the next band: never a stored copy.
+//!   A group casts x once for all its products.
 
 use super::blas::{Elem, Gemm};
-use super::nvrtc::{self, gemv_rows_per_warp, Variant};
+use super::nvrtc::{self, Variant};
 use super::ops::arg;
 use super::{Cuda, CudaBuf, CudaWeight, DevMem};
 use crate::backend::WeightView;
@@ -18,8 +20,11 @@ use crate::error::Result;
 pub const MAX_T: usize = 8;
 /// f16 elements of the dequantization band (64 MiB).
 const BAND_ELEMS: usize = 32 << 20;
-/// Warps per block of matmul_gemv (at most: its __launch_bounds__ is 256 threads).
+/// Warps per block of matmul_gemv (WARPS in matmul.cu) and rows per warp (NR).
 const GEMV_WARPS: usize = 8;
+const GEMV_ROWS: usize = 2;
+/// Shared memory a kernel may use without opting in.
+const SMEM_DEFAULT: usize = 48 << 10;
 
 /// The alignment quant.cuh's loads assume for a row of a GGUF type: Q4_K and Q5_K blocks
 /// (144 and 176 bytes) are read 16 bytes at a time, Q4_1, Q5_1 and Q2_K (20, 24, 84 bytes)
@@ -49,16 +54,42 @@ pub enum Path {
 #[derive(Default)]
 pub struct Scratch {
     /// x as f16/bf16.
-    cast: Option<DevMem>,
+    pub(crate) cast: Option<DevMem>,
     /// A band of dequantized weight rows (f16).
-    band: Option<DevMem>,
+    pub(crate) band: Option<DevMem>,
     /// x quantized per token for I8 weights: int8 values, then f32 scales, then int32 sums.
-    quant: Option<DevMem>,
+    pub(crate) quant: Option<DevMem>,
+}
+
+/// One weight of a (grouped) matmul_gemv launch: its first row, its output, its rows.
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    base: u64,
+    out: u64,
+    rows: usize,
+}
+
+/// A checked weight view, ready to launch.
+#[derive(Clone, Copy, Debug)]
+struct Checked {
+    dtype: DType,
+    base: u64,
+    row_bytes: usize,
+    rows: usize,
+    cols: usize,
+    /// A plain-type view whose rows are not whole 16-byte vectors (matmul_gemv's SCALAR).
+    scalar: bool,
+    /// cuBLASLt takes the shape.
+    blas_ok: bool,
 }
 
 impl Cuda {
     /// Device address of a scratch buffer of at least `bytes`, growing it if needed.
-    fn scratch(&self, which: fn(&mut Scratch) -> &mut Option<DevMem>, bytes: usize) -> Result<u64> {
+    pub(crate) fn scratch(
+        &self,
+        which: fn(&mut Scratch) -> &mut Option<DevMem>,
+        bytes: usize,
+    ) -> Result<u64> {
         let mut s = self.lock(&self.scratch)?;
         if let Some(m) = which(&mut s).as_ref() {
             if m.bytes() >= bytes {
@@ -77,19 +108,15 @@ impl Cuda {
         Ok(p)
     }
 
-    /// The matmul op, with the path forced when `path` is not Auto (tests compare paths).
-    pub fn op_matmul(
+    /// Checks a (non-I8) matmul's view and buffers; None when there is nothing to compute.
+    fn check_view(
         &self,
         x: &CudaBuf,
         w: &WeightView<'_, CudaWeight>,
         out: &CudaBuf,
         t: usize,
-        path: Path,
-    ) -> Result<()> {
+    ) -> Result<Option<Checked>> {
         let wt = w.w;
-        if wt.dtype == DType::I8 {
-            return self.matmul_i8(x, w, out, t, path);
-        }
         if w.scale.is_some() || w.zero.is_some() {
             return Err(self.err(format!(
                 "matmul of '{}': per-row scales and zero points belong to I8 weights, not {}",
@@ -108,7 +135,7 @@ impl Cuda {
         }
         let (rows, cols) = (w.rows, w.cols);
         if t == 0 || rows == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let row_bytes = wt.dtype.row_bytes(cols).ok_or_else(|| {
             self.err(format!(
@@ -134,37 +161,132 @@ impl Cuda {
                 wt.dtype, wt.name
             )));
         }
+        let quantized = wt.dtype.is_quantized();
+        // Plain types load 16-byte vectors: rows must be whole vectors and 16-byte aligned.
+        let scalar = !quantized && (!row_bytes.is_multiple_of(16) || !base.is_multiple_of(16));
         // cuBLASLt gets shapes its tensor-core kernels take: 16-byte aligned rows of W and x
         // and an output row stride of whole 16 bytes. Anything else runs matmul_gemv over
         // chunks of MAX_T tokens (rare shapes only: real models are all multiples of 64).
         let blas_ok = rows.is_multiple_of(4)
-            && (wt.dtype.is_quantized() || (cols.is_multiple_of(8) && base.is_multiple_of(16)));
+            && (quantized || (cols.is_multiple_of(8) && base.is_multiple_of(16)));
+        Ok(Some(Checked {
+            dtype: wt.dtype,
+            base,
+            row_bytes,
+            rows,
+            cols,
+            scalar,
+            blas_ok,
+        }))
+    }
+
+    /// The matmul op, with the path forced when `path` is not Auto (tests compare paths).
+    pub fn op_matmul(
+        &self,
+        x: &CudaBuf,
+        w: &WeightView<'_, CudaWeight>,
+        out: &CudaBuf,
+        t: usize,
+        path: Path,
+    ) -> Result<()> {
+        if w.w.dtype == DType::I8 {
+            return self.matmul_i8(x, w, out, t, path);
+        }
+        let Some(c) = self.check_view(x, w, out, t)? else {
+            return Ok(());
+        };
         let use_blas = match path {
-            Path::Auto => t > MAX_T && blas_ok,
+            Path::Auto => t > MAX_T && c.blas_ok,
             Path::Gemv => false,
-            Path::Blas if blas_ok => true,
+            Path::Blas if c.blas_ok => true,
             Path::Blas => {
                 return Err(self.err(format!(
-                    "cuBLASLt path asked for a {rows} x {cols} {} view that it does not take",
-                    wt.dtype
+                    "cuBLASLt path asked for a {} x {} {} view that it does not take",
+                    c.rows, c.cols, c.dtype
                 )))
             }
         };
         if use_blas {
-            return self.blas_matmul(x, wt.dtype, base, row_bytes, out, t, rows, cols);
+            return self.blas_matmul(x, &c, out, t, None);
         }
-        let mut t0 = 0;
-        while t0 < t {
-            let n = MAX_T.min(t - t0);
-            let xp = x.ptr() + (4 * t0 * cols) as u64;
-            let op = out.ptr() + (4 * t0 * rows) as u64;
-            self.gemv(xp, wt.dtype, base, row_bytes, op, n, rows, cols)?;
-            t0 += n;
-        }
-        Ok(())
+        let seg = Seg {
+            base: c.base,
+            out: out.ptr(),
+            rows: c.rows,
+        };
+        self.gemv_chunked(x, &c, &[seg], t)
     }
 
-    fn need_len(&self, what: &str, b: &CudaBuf, n: usize) -> Result<()> {
+    /// Several matmuls of the same x (`Backend::matmul_group`): for up to MAX_T tokens one
+    /// matmul_gemv launch over the concatenated rows when the weights share dtype and shape
+    /// of rows (q/k/v, gate/up of every real model); for prefill x is cast once and each
+    /// weight runs its cuBLASLt product. Anything else is one matmul per weight.
+    pub fn op_matmul_group(
+        &self,
+        x: &CudaBuf,
+        views: &[WeightView<'_, CudaWeight>],
+        outs: &[&CudaBuf],
+        t: usize,
+    ) -> Result<()> {
+        if views.len() != outs.len() {
+            return Err(self.err(format!(
+                "matmul_group: {} weights but {} outputs",
+                views.len(),
+                outs.len()
+            )));
+        }
+        let one_by_one = |c: &Cuda| -> Result<()> {
+            for (v, o) in views.iter().zip(outs) {
+                c.op_matmul(x, v, o, t, Path::Auto)?;
+            }
+            Ok(())
+        };
+        if views.len() < 2 || views.iter().any(|v| v.w.dtype == DType::I8) {
+            return one_by_one(self);
+        }
+        let mut checked = Vec::with_capacity(views.len());
+        for (v, o) in views.iter().zip(outs) {
+            match self.check_view(x, v, o, t)? {
+                Some(c) => checked.push(c),
+                None => return one_by_one(self),
+            }
+        }
+        let c0 = checked[0];
+        let same = checked.iter().all(|c| {
+            c.dtype == c0.dtype
+                && c.cols == c0.cols
+                && c.row_bytes == c0.row_bytes
+                && c.scalar == c0.scalar
+        });
+        if !same {
+            return one_by_one(self);
+        }
+        if t > MAX_T {
+            if !checked.iter().all(|c| c.blas_ok) {
+                return one_by_one(self);
+            }
+            let xs = self.cast_for_blas(x, c0.dtype, t * c0.cols)?;
+            for (c, o) in checked.iter().zip(outs) {
+                self.blas_matmul(x, c, o, t, xs)?;
+            }
+            return Ok(());
+        }
+        if views.len() > 3 {
+            return one_by_one(self);
+        }
+        let segs: Vec<Seg> = checked
+            .iter()
+            .zip(outs)
+            .map(|(c, o)| Seg {
+                base: c.base,
+                out: o.ptr(),
+                rows: c.rows,
+            })
+            .collect();
+        self.gemv_chunked(x, &c0, &segs, t)
+    }
+
+    pub(crate) fn need_len(&self, what: &str, b: &CudaBuf, n: usize) -> Result<()> {
         if b.len() < n {
             return Err(self.err(format!(
                 "{what}: buffer holds {} floats, {n} needed",
@@ -174,63 +296,119 @@ impl Cuda {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn gemv(
-        &self,
-        xp: u64,
-        dtype: DType,
-        base: u64,
-        row_bytes: usize,
-        op: u64,
-        t: usize,
-        rows: usize,
-        cols: usize,
-    ) -> Result<()> {
-        // Plain types load 16-byte vectors: rows must be whole vectors and 16-byte aligned.
-        // GGUF blocks are read at their own (2-byte) alignment, except Q4_K / Q5_K whose
-        // 144- and 176-byte blocks keep 16-byte alignment and are read 16 bytes at a time.
-        let scalar =
-            !dtype.is_quantized() && (!row_bytes.is_multiple_of(16) || !base.is_multiple_of(16));
-        let v = Variant::matmul(dtype, scalar)?;
-        // Eight warps per block, fewer when that would leave SMs idle (k/v projections of
-        // GQA models have only a few hundred rows).
-        let nr = gemv_rows_per_warp(dtype) as usize;
-        let sms = self.info.multiprocessors as usize;
-        let mut warps = GEMV_WARPS;
-        while warps > 2 && rows.div_ceil(warps * nr) < sms {
-            warps /= 2;
+    /// matmul_gemv over chunks of MAX_T tokens (`c` gives dtype and columns; `segs` the
+    /// weights and outputs, at most three).
+    fn gemv_chunked(&self, x: &CudaBuf, c: &Checked, segs: &[Seg], t: usize) -> Result<()> {
+        let mut t0 = 0;
+        while t0 < t {
+            let n = MAX_T.min(t - t0);
+            let xp = x.ptr() + (4 * t0 * c.cols) as u64;
+            let moved: Vec<Seg> = segs
+                .iter()
+                .map(|s| Seg {
+                    out: s.out + (4 * t0 * s.rows) as u64,
+                    ..*s
+                })
+                .collect();
+            self.gemv(xp, c, &moved, n)?;
+            t0 += n;
         }
-        let rows_per_block = warps * nr;
-        let blocks = u32::try_from(rows.div_ceil(rows_per_block))
-            .map_err(|_| self.err("matmul: too many rows"))?;
-        let (rb, r, c, tt) = (
-            row_bytes as i64,
-            i32::try_from(rows).map_err(|_| self.err("rows"))?,
-            i32::try_from(cols).map_err(|_| self.err("cols"))?,
+        Ok(())
+    }
+
+    /// One matmul_gemv launch for t <= MAX_T tokens over up to three weights.
+    fn gemv(&self, xp: u64, c: &Checked, segs: &[Seg], t: usize) -> Result<()> {
+        let (first, last) = (segs[0], segs[segs.len() - 1]);
+        let seg = |i: usize| segs.get(i).copied().unwrap_or(last);
+        let (s0, s1, s2) = (first, seg(1), seg(2));
+        let rows: usize = segs.iter().map(|s| s.rows).sum();
+        let e0 = s0.rows;
+        let e1 = if segs.len() > 1 { e0 + s1.rows } else { rows };
+        let i32_of = |v: usize| i32::try_from(v).map_err(|_| self.err("matmul: too many rows"));
+        let (e0, e1, ri, ci, ti) = (
+            i32_of(e0)?,
+            i32_of(e1)?,
+            i32_of(rows)?,
+            i32_of(c.cols)?,
             t as i32,
         );
+        let rb = c.row_bytes as i64;
+        let v = Variant::matmul(c.dtype, c.scalar)?;
+        let pairs = rows.div_ceil(GEMV_ROWS);
+        // Eight warps per block, fewer when that would leave SMs idle (the k and v
+        // projections of GQA models have only a few hundred rows): plain types want two
+        // blocks per SM; GGUF blocks one, since every block stages all of x.
+        let sms = self.info.multiprocessors as usize;
+        let want = if c.dtype.is_quantized() { sms } else { 2 * sms };
+        let mut warps = GEMV_WARPS;
+        while warps > 2 && pairs.div_ceil(warps) < want {
+            warps /= 2;
+        }
+        let threads = (warps * 32) as u32;
+        let mut args = vec![
+            arg(&s0.base),
+            arg(&s1.base),
+            arg(&s2.base),
+            arg(&rb),
+            arg(&xp),
+            arg(&s0.out),
+            arg(&s1.out),
+            arg(&s2.out),
+            arg(&e0),
+            arg(&e1),
+            arg(&ri),
+            arg(&ci),
+            arg(&ti),
+        ];
+        let entry = if t == 1 {
+            "matmul_gemv"
+        } else {
+            "matmul_gemv_t8"
+        };
+        if !c.dtype.is_quantized() {
+            let blocks = u32::try_from(pairs.div_ceil(warps))
+                .map_err(|_| self.err("matmul: too many rows"))?;
+            return self.launch(&v, entry, (blocks, 1, 1), (threads, 1, 1), 0, &mut args);
+        }
+        // GGUF blocks: chunk slots per warp, then x in shared memory when it fits (XU = 36
+        // floats per 32 columns), else matmul_gemv_xg; 16 bytes of slack for the decoders'
+        // word loads past a block's end. A persistent grid of as many blocks as fit.
+        let slot_row = nvrtc::gemv_slot_row(c.dtype);
+        let smem_w = warps * 2 * GEMV_ROWS * slot_row + 16;
+        let smem_x = t * (c.cols / 32) * 36 * 4;
+        let optin = self.info.smem_optin as usize;
+        let (entry, smem) = if smem_w + smem_x <= optin {
+            (entry, smem_w + smem_x)
+        } else {
+            ("matmul_gemv_xg", smem_w)
+        };
+        if smem > optin.max(SMEM_DEFAULT) {
+            return Err(self.err(format!(
+                "matmul_gemv of {} needs {smem} bytes of shared memory; {} allows {optin}",
+                c.dtype, self.info.name
+            )));
+        }
+        let per_sm = self.blocks_per_sm(&v, entry, threads, smem as u32)?;
+        let fit = sms * per_sm as usize;
+        let blocks = pairs.div_ceil(warps).min(fit).max(1) as u32;
+        let sr = slot_row as i32;
+        args.push(arg(&sr));
         self.launch(
             &v,
-            "matmul_gemv",
+            entry,
             (blocks, 1, 1),
-            ((warps * 32) as u32, 1, 1),
-            0,
-            &mut [
-                arg(&base),
-                arg(&rb),
-                arg(&xp),
-                arg(&op),
-                arg(&r),
-                arg(&c),
-                arg(&tt),
-            ],
+            (threads, 1, 1),
+            smem as u32,
+            &mut args,
         )
     }
 
     /// Launches matmul_cast of `v`: n floats of x into `dst` as f16/bf16.
     fn cast_x(&self, v: &Variant, x: &CudaBuf, dst: u64, n: usize) -> Result<()> {
         let (xp, nn) = (x.ptr(), n as i64);
-        let blocks = n.div_ceil(256).min(self.info.multiprocessors as usize * 16) as u32;
+        let blocks = n
+            .div_ceil(4 * 256)
+            .clamp(1, self.info.multiprocessors as usize * 16) as u32;
         self.launch(
             v,
             "matmul_cast",
@@ -241,18 +419,28 @@ impl Cuda {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// x (n floats) cast for cuBLASLt products with `dtype` weights, into the cast scratch:
+    /// bf16 for BF16, f16 for F16 and GGUF blocks; None for F32 (an f32 product).
+    fn cast_for_blas(&self, x: &CudaBuf, dtype: DType, n: usize) -> Result<Option<u64>> {
+        if dtype == DType::F32 {
+            return Ok(None);
+        }
+        let v = Variant::matmul(dtype, false)?;
+        let xs = self.scratch(|s| &mut s.cast, n * 2)?;
+        self.cast_x(&v, x, xs, n)?;
+        Ok(Some(xs))
+    }
+
+    /// The cuBLASLt product of a checked view; `xs` is x already cast by cast_for_blas.
     fn blas_matmul(
         &self,
         x: &CudaBuf,
-        dtype: DType,
-        base: u64,
-        row_bytes: usize,
+        c: &Checked,
         out: &CudaBuf,
         t: usize,
-        rows: usize,
-        cols: usize,
+        xs: Option<u64>,
     ) -> Result<()> {
+        let (dtype, base, row_bytes, rows, cols) = (c.dtype, c.base, c.row_bytes, c.rows, c.cols);
         let gemm = |m: usize, a: u64, a_elem: Elem, b: u64, b_elem: Elem, d: u64| Gemm {
             m,
             n: t,
@@ -263,6 +451,13 @@ impl Cuda {
             b_elem,
             d,
             ldd: rows,
+        };
+        let xs = match xs {
+            Some(p) => p,
+            None if dtype == DType::F32 => 0,
+            None => self
+                .cast_for_blas(x, dtype, t * cols)?
+                .ok_or_else(|| self.err("matmul: no cast"))?,
         };
         match dtype {
             DType::F32 => {
@@ -275,16 +470,11 @@ impl Cuda {
                 } else {
                     Elem::BF16
                 };
-                let v = Variant::matmul(dtype, false)?;
-                let xs = self.scratch(|s| &mut s.cast, t * cols * 2)?;
-                self.cast_x(&v, x, xs, t * cols)?;
                 let g = gemm(rows, base, elem, xs, elem, out.ptr());
                 self.lock(&self.blas)?.gemm(&g)
             }
             _ if dtype.is_quantized() => {
                 let v = Variant::matmul(dtype, false)?;
-                let xs = self.scratch(|s| &mut s.cast, t * cols * 2)?;
-                self.cast_x(&v, x, xs, t * cols)?;
                 let band = (BAND_ELEMS / cols).clamp(1, rows);
                 let ws = self.scratch(|s| &mut s.band, band * cols * 2)?;
                 let mut r0 = 0;
@@ -314,160 +504,5 @@ impl Cuda {
             }
             _ => Err(self.err(format!("no matmul for dtype {dtype}"))),
         }
-    }
-
-    /// W8A8: x quantized per token (matmul_i8_quantize), then int8 products with int32
-    /// accumulation: matmul_i8_gemv up to MAX_T tokens, cuBLASLt above (then
-    /// matmul_i8_scale), each scaled by the token's and the row's scale.
-    fn matmul_i8(
-        &self,
-        x: &CudaBuf,
-        w: &WeightView<'_, CudaWeight>,
-        out: &CudaBuf,
-        t: usize,
-        path: Path,
-    ) -> Result<()> {
-        let wt = w.w;
-        if wt.shape.len() != 2 || w.cols != wt.cols() || w.row0 + w.rows > wt.rows() {
-            return Err(self.err(format!(
-                "matmul: view rows {}..{} x {} cols of '{}' with shape {:?}",
-                w.row0,
-                w.row0 + w.rows,
-                w.cols,
-                wt.name,
-                wt.shape
-            )));
-        }
-        let (rows, cols) = (w.rows, w.cols);
-        let scale = w
-            .scale
-            .ok_or_else(|| self.err(format!("int8 weight '{}' has no per-row scale", wt.name)))?;
-        let per_row = |v: &CudaWeight| v.shape.iter().product::<usize>() == wt.rows();
-        if !nvrtc::VECTOR_DTYPES.contains(&scale.dtype) || !per_row(scale) {
-            return Err(self.err(format!(
-                "scale '{}' of '{}' is {} {:?}; one F32/F16/BF16 value per row is needed",
-                scale.name, wt.name, scale.dtype, scale.shape
-            )));
-        }
-        if let Some(z) = w.zero {
-            if z.dtype != DType::I8 || !per_row(z) {
-                return Err(self.err(format!(
-                    "zero point '{}' of '{}' is {} {:?}; one I8 value per row is needed",
-                    z.name, wt.name, z.dtype, z.shape
-                )));
-            }
-        }
-        if t == 0 || rows == 0 {
-            return Ok(());
-        }
-        if !cols.is_multiple_of(4) {
-            return Err(self.err(format!(
-                "int8 weight '{}' has {cols} columns; the int8 kernels need a multiple of 4",
-                wt.name
-            )));
-        }
-        self.need_len("matmul x", x, t * cols)?;
-        self.need_len("matmul out", out, t * rows)?;
-        if x.ptr() == out.ptr() {
-            return Err(self.err("matmul: out must not be x"));
-        }
-        let base = wt.ptr() + (w.row0 * cols) as u64;
-        let vec16 = cols.is_multiple_of(16) && base.is_multiple_of(16);
-        let v = Variant::matmul_i8(scale.dtype, vec16)?;
-        let qbytes = (t * cols).next_multiple_of(256);
-        let q = self.scratch(|s| &mut s.quant, qbytes + 8 * t)?;
-        let (qx, sx, sq) = (q, q + qbytes as u64, q + (qbytes + 4 * t) as u64);
-        let (xp, ci) = (x.ptr(), i32::try_from(cols).map_err(|_| self.err("cols"))?);
-        self.launch(
-            &v,
-            "matmul_i8_quantize",
-            (t as u32, 1, 1),
-            (256, 1, 1),
-            0,
-            &mut [arg(&xp), arg(&qx), arg(&sx), arg(&sq), arg(&ci)],
-        )?;
-        let sp = scale.ptr() + (w.row0 * scale.dtype.block_bytes()) as u64;
-        let zp = w.zero.map_or(0u64, |z| z.ptr() + w.row0 as u64);
-        let ri = i32::try_from(rows).map_err(|_| self.err("rows"))?;
-        let blas_ok = rows.is_multiple_of(4) && vec16;
-        let use_blas = match path {
-            Path::Auto => t > MAX_T && blas_ok,
-            Path::Gemv => false,
-            Path::Blas if blas_ok => true,
-            Path::Blas => {
-                return Err(self.err(format!(
-                    "cuBLASLt path asked for a {rows} x {cols} int8 view that it does not take"
-                )))
-            }
-        };
-        if use_blas {
-            let g = Gemm {
-                m: rows,
-                n: t,
-                k: cols,
-                a: base,
-                a_elem: Elem::I8,
-                b: qx,
-                b_elem: Elem::I8,
-                d: out.ptr(),
-                ldd: rows,
-            };
-            self.lock(&self.blas)?.gemm(&g)?;
-            let (op, total) = (out.ptr(), (t * rows) as i64);
-            let blocks = (t * rows)
-                .div_ceil(256)
-                .min(self.info.multiprocessors as usize * 16) as u32;
-            return self.launch(
-                &v,
-                "matmul_i8_scale",
-                (blocks, 1, 1),
-                (256, 1, 1),
-                0,
-                &mut [
-                    arg(&op),
-                    arg(&sx),
-                    arg(&sq),
-                    arg(&sp),
-                    arg(&zp),
-                    arg(&ri),
-                    arg(&total),
-                ],
-            );
-        }
-        // Two rows per warp (NR in matmul_i8.cu), eight warps per block.
-        let blocks = u32::try_from(rows.div_ceil(16)).map_err(|_| self.err("rows"))?;
-        let rb = cols as i64;
-        let mut t0 = 0;
-        while t0 < t {
-            let n = MAX_T.min(t - t0);
-            let (qxt, sxt, sqt) = (
-                qx + (t0 * cols) as u64,
-                sx + 4 * t0 as u64,
-                sq + 4 * t0 as u64,
-            );
-            let (op, ni) = (out.ptr() + (4 * t0 * rows) as u64, n as i32);
-            self.launch(
-                &v,
-                "matmul_i8_gemv",
-                (blocks, 1, 1),
-                (256, 1, 1),
-                0,
-                &mut [
-                    arg(&base),
-                    arg(&rb),
-                    arg(&qxt),
-                    arg(&sxt),
-                    arg(&sqt),
-                    arg(&sp),
-                    arg(&zp),
-                    arg(&op),
-                    arg(&ri),
-                    arg(&ci),
-                    arg(&ni),
-                ],
-            )?;
-            t0 += n;
-        }
-        Ok(())
     }
 }

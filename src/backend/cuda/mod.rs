@@ -11,9 +11,11 @@
 //!   f16's range in these models). Layout per layer [kv_heads][max_ctx][head_dim].
 //! - `set_step` places ids and positions on the device; every op reads them from there, so a
 //!   decode step is the same launches each time and `record` replays it as a CUDA graph.
-//! - matmul: `matmul_gemv` for up to 8 tokens (decode), cuBLASLt for more (matmul.rs).
+//! - matmul: `matmul_gemv` for up to 8 tokens (decode), cuBLASLt for more (matmul.rs);
+//!   `matmul_group` (q/k/v, gate/up) is one launch in decode. W8A8: matmul_i8.rs.
 //!   Attention: tensor cores for prefill (head sizes 64/80/96/128), an f32 flash kernel
-//!   otherwise, split over the keys for decode rows (ops.rs, kernels/attention.cu).
+//!   otherwise; decode rows split over the keys (attention_decode for those head sizes),
+//!   with a split count fixed by the device, not the cache (ops.rs, kernels/attention.cu).
 //! - Fusions: SwiGLU is one kernel (silu(gate) * up). Norm-into-matmul and rope-into-attention
 //!   would need trait ops that fuse them; in decode the separate element-wise kernels move a
 //!   few hidden-size vectors (KBs) against the weights' GBs, and graphs remove their launch
@@ -27,6 +29,7 @@ pub mod blas;
 pub mod graph;
 pub mod libs;
 pub mod matmul;
+pub mod matmul_i8;
 pub mod nvrtc;
 pub mod ops;
 pub mod upload;
@@ -37,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::weights::TensorInfo;
 use cudarc::driver::sys::CUdevice_attribute as Attr;
 use cudarc::driver::{result as dr, CudaContext, CudaStream, DriverError};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -239,6 +243,9 @@ struct Step {
     host_pos: Vec<u32>,
 }
 
+/// (variant, kernel, threads per block, dynamic shared memory bytes).
+type OccupancyKey = (nvrtc::Variant, &'static str, u32, u32);
+
 /// The CUDA backend on one device.
 pub struct Cuda {
     // Field order is drop order: everything holding device resources goes before `ctx`.
@@ -253,6 +260,8 @@ pub struct Cuda {
     /// graph kv_write skips a position past its cache and attention writes NaN for it.
     ctx_max: Mutex<Option<usize>>,
     capturing: AtomicBool,
+    /// Blocks per SM of (variant, kernel, threads, dynamic shared memory), asked once.
+    occupancy: Mutex<HashMap<OccupancyKey, u32>>,
     /// LAMINA_CUDA_SYNC=1: synchronize after every launch and name the kernel that failed.
     sync_each: bool,
     /// LAMINA_CUDA_ATTN=f32: prefill attention by the f32 kernel instead of tensor cores.
@@ -356,6 +365,7 @@ impl Cuda {
             staging: Mutex::new(upload::Staging::default()),
             ctx_max: Mutex::new(None),
             capturing: AtomicBool::new(false),
+            occupancy: Mutex::new(HashMap::new()),
             sync_each: std::env::var("LAMINA_CUDA_SYNC").is_ok_and(|v| v == "1"),
             f32_attention: std::env::var("LAMINA_CUDA_ATTN").is_ok_and(|v| v == "f32"),
             info,
@@ -596,6 +606,16 @@ impl Backend for Cuda {
         t: usize,
     ) -> Result<()> {
         self.op_matmul(x, &w, out, t, matmul::Path::Auto)
+    }
+
+    fn matmul_group(
+        &self,
+        x: &CudaBuf,
+        views: &[WeightView<'_, CudaWeight>],
+        outs: &[&CudaBuf],
+        t: usize,
+    ) -> Result<()> {
+        self.op_matmul_group(x, views, outs, t)
     }
 
     fn add_bias(&self, x: &CudaBuf, bias: &CudaWeight, t: usize, n: usize) -> Result<()> {

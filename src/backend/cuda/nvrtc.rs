@@ -68,14 +68,26 @@ pub const MMA_HEAD_DIMS: &[usize] = &[64, 80, 96, 128];
 /// Dtypes of vectors read element by element (norm weights, biases).
 pub const VECTOR_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 
-/// Rows of W per warp in matmul_gemv: two for the plain types (their 16-byte unit is only 4
-/// or 8 elements, so x is reused across rows), one for block formats (32-element units).
-pub fn gemv_rows_per_warp(dtype: DType) -> u32 {
-    if dtype.is_quantized() {
-        1
+/// Units (32 elements) per chunk that matmul_gemv streams through shared memory for a GGUF
+/// format (CU in matmul.cu): about 1.5 to 2.5 KB of a row, so that a warp's two rows have
+/// 64 to 160 bytes per lane in flight. A multiple of the warp and of the 8 units of a K-quant
+/// block.
+pub fn gemv_chunk_units(dtype: DType) -> usize {
+    let per_unit = dtype.block_bytes() * 32 / dtype.block_elems().max(1);
+    if per_unit <= 20 {
+        128
     } else {
-        2
+        64
     }
+}
+
+/// Bytes of one row's chunk slot in matmul_gemv's shared memory: the chunk's blocks plus the
+/// misalignment of their 16-byte aligned span, rounded to 16 (the kernel gets it as an
+/// argument).
+pub fn gemv_slot_row(dtype: DType) -> usize {
+    let units_per_block = (dtype.block_elems() / 32).max(1);
+    let bytes = gemv_chunk_units(dtype) / units_per_block * dtype.block_bytes();
+    (bytes + 30).next_multiple_of(16)
 }
 
 /// One compilation of a kernel file.
@@ -121,17 +133,24 @@ impl Variant {
     pub fn matmul(dtype: DType, scalar: bool) -> Result<Variant> {
         check_dtype(dtype, MATMUL_DTYPES, "matmul")?;
         let mut defines = fmt_defines(dtype);
-        defines.push(format!("NR={}", gemv_rows_per_warp(dtype)));
-        if scalar && !dtype.is_quantized() {
+        if dtype.is_quantized() {
+            defines.push(format!("CU={}", gemv_chunk_units(dtype)));
+        } else if scalar {
             defines.push("SCALAR".into());
         }
         if dtype == DType::BF16 {
             defines.push("CAST_BF16".into());
         }
         let entries: &'static [&'static str] = if dtype.is_quantized() {
-            &["matmul_gemv", "matmul_dequant", "matmul_cast"]
+            &[
+                "matmul_gemv",
+                "matmul_gemv_t8",
+                "matmul_gemv_xg",
+                "matmul_dequant",
+                "matmul_cast",
+            ]
         } else {
-            &["matmul_gemv", "matmul_cast"]
+            &["matmul_gemv", "matmul_gemv_t8", "matmul_cast"]
         };
         Ok(Variant {
             file: "matmul.cu",
@@ -197,7 +216,12 @@ impl Variant {
         Ok(Variant {
             file: "attention.cu",
             defines: vec![format!("HEAD_DIM={head_dim}")],
-            entries: &["attention", "attention_combine", "attention_mma"],
+            entries: &[
+                "attention",
+                "attention_combine",
+                "attention_mma",
+                "attention_decode",
+            ],
         })
     }
 

@@ -35,6 +35,16 @@ pub const ATTN_MAX_D: usize = 256;
 const MMA_ROWS: usize = 64;
 /// Dynamic shared memory a kernel may use without opting in.
 const SMEM_DEFAULT: u32 = 48 << 10;
+/// Queries (rows x query heads of one kv head) attention_decode holds (NQ_MAX).
+const DECODE_QUERIES: usize = 8;
+
+/// Key slices of split decode attention: two blocks per SM over the kv heads, from the device
+/// alone, so the grid is the same at every depth and for every cache length (a 32k cache
+/// launches no more blocks than a 4k one), and every slice is computed on the device from the
+/// step's positions. At depth d a slice has about d / splits keys.
+pub fn decode_splits(sms: usize, kv_heads: usize) -> usize {
+    (2 * sms).div_ceil(kv_heads.max(1)).clamp(2, 64)
+}
 
 fn i32_of(what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| {
@@ -112,6 +122,43 @@ impl Cuda {
             })?;
         }
         Ok(())
+    }
+
+    /// How many blocks of `threads` threads and `smem` bytes of dynamic shared memory of
+    /// kernel `name` fit on one SM (the driver's answer, asked once per shape).
+    pub(crate) fn blocks_per_sm(
+        &self,
+        v: &Variant,
+        name: &'static str,
+        threads: u32,
+        smem: u32,
+    ) -> Result<u32> {
+        let key = (v.clone(), name, threads, smem);
+        if let Some(&n) = self.lock(&self.occupancy)?.get(&key) {
+            return Ok(n);
+        }
+        let f = self.lock(&self.modules)?.function(v, name)?;
+        self.bind()?;
+        if smem > SMEM_DEFAULT {
+            f.set_attribute(
+                FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+            .map_err(|e| cuda_err(format!("{name}: raising its shared memory to {smem}"), e))?;
+        }
+        let n = f
+            .occupancy_max_active_blocks_per_multiprocessor(threads, smem as usize, None)
+            .map_err(|e| cuda_err(format!("{name}: occupancy"), e))?;
+        if n == 0 {
+            return Err(self.err(format!(
+                "{name} of {}: no block of {threads} threads and {smem} bytes of shared memory \
+                 fits on {}",
+                v.describe(),
+                self.info.name
+            )));
+        }
+        self.lock(&self.occupancy)?.insert(key, n);
+        Ok(n)
     }
 
     /// Blocks for a grid-stride loop over n elements.
@@ -211,14 +258,7 @@ impl Cuda {
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| self.err("KV cache size overflows"))?;
-        // Enough slices to give the GPU two blocks per SM at one decode row, each slice at
-        // least 256 keys of a full cache.
-        let sms = self.info.multiprocessors as usize;
-        let nsplit = (2 * sms)
-            .div_ceil(kv_heads)
-            .clamp(1, 64)
-            .min(max_ctx.div_ceil(256))
-            .max(1);
+        let nsplit = decode_splits(self.info.multiprocessors as usize, kv_heads);
         let part_len = SPLIT_ROWS * kv_heads * SPLIT_GROUP * nsplit * (head_dim + 2);
         let k = self.dev_mem(bytes)?;
         let v = self.dev_mem(bytes)?;
@@ -536,7 +576,32 @@ impl Cuda {
             cache.max_ctx as i32,
         );
         let mma = path == AttnPath::Auto && !self.f32_attention;
-        if !split && mma && nvrtc::MMA_HEAD_DIMS.contains(&d) {
+        let mma_dim = nvrtc::MMA_HEAD_DIMS.contains(&d);
+        if split && mma && mma_dim && group * t <= DECODE_QUERIES {
+            let nsi = cache.nsplit as i32;
+            self.launch(
+                &Variant::attention_mma(d)?,
+                "attention_decode",
+                (cache.nsplit as u32, kvh as u32, 1),
+                (128, 1, 1),
+                0,
+                &mut [
+                    arg(&qp),
+                    arg(&kc),
+                    arg(&vc),
+                    arg(&pos),
+                    arg(&pp),
+                    arg(&ti),
+                    arg(&hi),
+                    arg(&kvi),
+                    arg(&mc),
+                    arg(&nsi),
+                    arg(&scale),
+                ],
+            )?;
+            return self.combine(pp, op, t, heads, d, cache.nsplit);
+        }
+        if !split && mma && mma_dim {
             if heads > 65535 {
                 return Err(self.err(format!("attention: {heads} heads")));
             }
@@ -600,11 +665,25 @@ impl Cuda {
         if !split {
             return Ok(());
         }
+        self.combine(pp, op, t, heads, d, nsplit)
+    }
+
+    /// attention_combine: merges the key slices in `part` into `out`.
+    fn combine(
+        &self,
+        pp: u64,
+        op: u64,
+        t: usize,
+        heads: usize,
+        d: usize,
+        nsplit: usize,
+    ) -> Result<()> {
         if heads > 65535 {
             return Err(self.err(format!("attention: {heads} heads")));
         }
+        let (hi, di, nsi) = (heads as i32, d as i32, nsplit as i32);
         self.launch(
-            &v,
+            &Variant::attention(),
             "attention_combine",
             (t as u32, heads as u32, 1),
             (128, 1, 1),
@@ -630,7 +709,7 @@ impl Cuda {
         self.launch(
             &Variant::plain("swiglu.cu", &["swiglu"]),
             "swiglu",
-            (self.blocks_for(n, 256), 1, 1),
+            (self.blocks_for(n.div_ceil(4), 256), 1, 1),
             (256, 1, 1),
             0,
             &mut [arg(&g), arg(&u), arg(&o), arg(&nn)],
@@ -647,7 +726,7 @@ impl Cuda {
         self.launch(
             &Variant::plain("add.cu", &["add"]),
             "add",
-            (self.blocks_for(n, 256), 1, 1),
+            (self.blocks_for(n.div_ceil(4), 256), 1, 1),
             (256, 1, 1),
             0,
             &mut [arg(&xp), arg(&yp), arg(&nn)],
