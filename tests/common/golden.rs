@@ -226,6 +226,19 @@ impl Limits {
         }
     }
 
+    /// W8A8 with dynamic int8 activations and an f16 KV cache (CUDA) against
+    /// `w8a8-tiny-act8.json`: that golden is ill-conditioned (transformers itself moves by
+    /// 5e-2 when only K/V are rounded to f16, and by 2.4e-2 under 1e-6 relative noise on K/V,
+    /// because activations sit on int8 rounding boundaries), so the bound is that size, with
+    /// top-1 and greedy agreement outside near ties still required.
+    pub const fn int8_activations_half_kv() -> Limits {
+        Limits {
+            max_rel_err: 6e-2,
+            min_top1_agreement: 1.0,
+            greedy_steps: 32,
+        }
+    }
+
     /// W8A8 with int8 activations against the float-activation reference (`w8a8-tiny.json`):
     /// activation rounding alone moves logits by ~5e-2 there and flips 7 of 56 top-1s, so this
     /// is a sanity bound only (the tight check is [`Limits::int8_activations`]).
