@@ -62,6 +62,24 @@ fn reference_w8a8_tiny_int8_weights() {
     check(BackendChoice::Reference, "w8a8-tiny", Limits::float32());
 }
 goldens!(wgpu, BackendChoice::Wgpu);
+
+/// W8A8 on wgpu quantizes activations per token to int8 at run time (dot4I8Packed products,
+/// i32 sums), so it is held to the golden that does the same activation rounding in float:
+/// `Limits::int8_activations()` (top-1 everywhere, 32 identical greedy tokens) with a wider
+/// logit bound. Our f32 ops upstream of each matmul differ from torch's in the last bits, so
+/// now and then an activation on a rounding boundary lands one int8 level away, and in this
+/// tiny random model such flips move logits by up to ~1e-2 (measured: random16 agrees to
+/// ~2e-6 up to greedy step 21, then flips reach 1.1e-2 at step 25; random40 agrees to 2e-6
+/// throughout; the reference backend running `matmul_w8a8_dynamic` in f64 flips at random40
+/// step 2, 4e-3). A wrong kernel moves them by 0.1 or more.
+#[test]
+fn wgpu_w8a8_tiny_int8_activations() {
+    let limits = Limits {
+        max_rel_err: 2e-2,
+        ..Limits::int8_activations()
+    };
+    check(BackendChoice::Wgpu, "w8a8-tiny-act8", limits);
+}
 goldens!(cuda, BackendChoice::Cuda, #[ignore = "needs an NVIDIA GPU: scripts/gpu_check.sh runs it there"]);
 
 /// W8A8 on CUDA quantizes activations per token to int8 at run time (int8 products, int32
