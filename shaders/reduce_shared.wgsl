@@ -42,3 +42,20 @@ fn wg_max(v: f32, ids: Ids) -> f32 {
     workgroupBarrier();
     return r;
 }
+
+var<workgroup> ired4: array<vec4<i32>, 64>;
+
+// Integer sums (int8 products accumulated in i32) stay exact.
+fn wg_isum4(v: vec4<i32>, ids: Ids) -> vec4<i32> {
+    ired4[ids.lid] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (ids.lid < s) {
+            ired4[ids.lid] += ired4[ids.lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = ired4[0];
+    workgroupBarrier();
+    return r;
+}

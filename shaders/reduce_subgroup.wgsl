@@ -46,3 +46,20 @@ fn wg_max(v: f32, ids: Ids) -> f32 {
     workgroupBarrier();
     return r;
 }
+
+var<workgroup> ired4: array<vec4<i32>, 64>;
+
+// Integer sums (int8 products accumulated in i32) stay exact.
+fn wg_isum4(v: vec4<i32>, ids: Ids) -> vec4<i32> {
+    let s = subgroupAdd(v);
+    if (ids.sg_lane == 0u) {
+        ired4[ids.sg_id] = s;
+    }
+    workgroupBarrier();
+    var r = ired4[0];
+    for (var i = 1u; i < ids.sg_count; i++) {
+        r += ired4[i];
+    }
+    workgroupBarrier();
+    return r;
+}

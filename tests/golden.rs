@@ -66,6 +66,22 @@ fn reference_w8a8_tiny_int8_weights() {
 goldens!(wgpu, BackendChoice::Wgpu, Limits::float32());
 goldens!(cuda, BackendChoice::Cuda, Limits::reduced_precision(), #[ignore = "needs an NVIDIA GPU: scripts/gpu_check.sh runs it there"]);
 
+/// W8A8 on wgpu quantizes activations per token to int8 at run time (dot4I8Packed products,
+/// i32 sums), so it is held to the golden that does the same activation rounding in float.
+/// Our f32 ops upstream of each matmul differ from torch's in the last bits, so now and then
+/// an activation on a rounding boundary lands one int8 level away; in this tiny random model
+/// such flips move logits by up to ~1e-2 (measured: random16 agrees to ~2e-6 up to greedy
+/// step 21, then flips reach 1.1e-2 at step 25; the reference backend doing the same
+/// quantization in f64 flips at random40 step 2, 4e-3). A wrong kernel moves them by 0.1+.
+#[test]
+fn wgpu_w8a8_tiny_int8_activations() {
+    check(
+        BackendChoice::Wgpu,
+        "w8a8-tiny-act8",
+        Limits::int8_activations(),
+    );
+}
+
 /// W8A8 on CUDA quantizes activations per token to int8 at run time (int8 products, int32
 /// sums), so it is held to the golden that does the same activation rounding in float, with
 /// the bound that golden's conditioning allows for an f16 KV cache.
@@ -75,6 +91,6 @@ fn cuda_w8a8_tiny_int8_activations() {
     check(
         BackendChoice::Cuda,
         "w8a8-tiny-act8",
-        Limits::int8_activations(),
+        Limits::int8_activations_half_kv(),
     );
 }

@@ -217,10 +217,11 @@ impl Limits {
 
     /// W8A8 with dynamic per-token int8 activations against `w8a8-tiny-act8.json` (the same
     /// activation quantization done in float): an activation on a rounding boundary may land one
-    /// int8 step away, which moves logits by far less than this.
+    /// int8 step away (f32 ops before each matmul differ from torch's in the last bits), which
+    /// moves this tiny model's logits by up to ~1e-2; a wrong kernel moves them by 0.1 or more.
     pub const fn int8_activations() -> Limits {
         Limits {
-            max_rel_err: 5e-3,
+            max_rel_err: 2e-2,
             min_top1_agreement: 1.0,
             greedy_steps: 32,
         }

@@ -8,9 +8,12 @@
 //!   (op, dtype, variant).
 //! - `record`: one encoder per step, many dispatches, one submission per `read`.
 //! - `ops`: the `Backend` ops: argument checks, then launches.
+//! - `matmul_i8`: matmul of int8 weights (W8A8): activations quantized per token, then
+//!   int8 products.
 
 mod buffers;
 mod device;
+mod matmul_i8;
 mod ops;
 mod pipelines;
 mod record;
@@ -19,7 +22,9 @@ pub use buffers::{WgpuBuf, WgpuCache, WgpuWeight};
 pub use device::{
     list_adapters, AdapterSummary, Description, MatmulKernels, WgpuOptions, ADAPTER_ENV,
 };
-pub use pipelines::{all_variants, entries, op_dtypes, ShaderKey, MATMUL_DTYPES, VECTOR_DTYPES};
+pub use pipelines::{
+    all_variants, op_dtypes, ShaderKey, FORMAT_DTYPES, MATMUL_DTYPES, VECTOR_DTYPES,
+};
 
 use crate::backend::{Op, SupportTable};
 use crate::dtype::DType;
@@ -45,6 +50,7 @@ pub struct Wgpu {
     pipelines: Pipelines,
     rec: Mutex<Recorder>,
     step: Mutex<Step>,
+    i8_scratch: Mutex<Option<matmul_i8::I8Scratch>>,
     max_piece: u64,
 }
 
@@ -70,6 +76,7 @@ impl Wgpu {
                 pos_buf,
                 capacity,
             }),
+            i8_scratch: Mutex::new(None),
             max_piece,
         })
     }
@@ -121,7 +128,7 @@ impl Wgpu {
     fn support_table() -> SupportTable {
         let f32_only: &[DType] = &[DType::F32];
         SupportTable::new(&[
-            (Op::Embedding, MATMUL_DTYPES),
+            (Op::Embedding, FORMAT_DTYPES),
             (Op::Matmul, MATMUL_DTYPES),
             (Op::RmsNorm, VECTOR_DTYPES),
             (Op::AddBias, VECTOR_DTYPES),

@@ -6,6 +6,7 @@ use super::buffers::{self, WgpuBuf, WgpuCache, WgpuWeight};
 use super::record::Bind;
 use super::Wgpu;
 use crate::backend::{Backend, MemInfo, Op, RopeLayout, SupportTable, WeightView};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::weights::TensorInfo;
 
@@ -40,7 +41,7 @@ fn fits(what: &str, buf: &WgpuBuf, need: usize) -> Result<u64> {
     Ok(need as u64 * 4)
 }
 
-fn to_u32(what: &str, v: usize) -> Result<u32> {
+pub(super) fn to_u32(what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| input(format!("{what} = {v} does not fit the shaders' u32")))
 }
 
@@ -78,7 +79,7 @@ impl Wgpu {
         Ok(())
     }
 
-    fn launch(
+    pub(super) fn launch(
         &self,
         op: Op,
         dtype: Option<crate::dtype::DType>,
@@ -90,6 +91,86 @@ impl Wgpu {
         let pipeline = self.pipelines.get(&self.gpu, op, dtype, entry)?;
         self.recorder()?
             .dispatch(&self.gpu, &pipeline, params, bufs, groups as u64)
+    }
+
+    /// The matmul kernel for `n` rows of `t` tokens on this device, and its workgroup count
+    /// (matmul.wgsl and matmul_i8.wgsl have the same entry points and tile sizes).
+    pub(super) fn matmul_entry(&self, n: usize, t: usize) -> (&'static str, usize) {
+        if self.gpu.cpu_kernels && t < ROWS_TOKENS {
+            ("rows", n.div_ceil(ROWS_ROWS) * t)
+        } else if self.gpu.cpu_kernels {
+            ("rows4", n.div_ceil(ROWS_ROWS) * t.div_ceil(ROWS_TOKENS))
+        } else if t <= GEMV_MAX_T {
+            ("gemv", n.div_ceil(GEMV_ROWS) * t)
+        } else {
+            ("tiled", n.div_ceil(TILE_N) * t.div_ceil(TILE_T))
+        }
+    }
+
+    /// `Backend::matmul`; for an I8 weight `quantize` says whether x must be quantized
+    /// first (false: the scratch holds it already, see `matmul_group`).
+    fn matmul_view(
+        &self,
+        x: &WgpuBuf,
+        view: WeightView<'_, WgpuWeight>,
+        out: &WgpuBuf,
+        t: usize,
+        quantize: bool,
+    ) -> Result<()> {
+        let w = view.w;
+        if w.dtype != DType::I8 && (view.scale.is_some() || view.zero.is_some()) {
+            return Err(input(format!(
+                "matmul: '{}' is {} but comes with per-row scales, which only int8 (I8) \
+                 weights have",
+                w.name, w.dtype
+            )));
+        }
+        if view.cols != w.cols || view.row0 + view.rows > w.rows {
+            return Err(input(format!(
+                "matmul: view of rows {}..{} x {} cols does not fit '{}' ({} x {})",
+                view.row0,
+                view.row0 + view.rows,
+                view.cols,
+                w.name,
+                w.rows,
+                w.cols
+            )));
+        }
+        if x.buffer == out.buffer {
+            return Err(input("matmul: x and out must be different buffers"));
+        }
+        let x_bytes = fits("matmul x", x, t * w.cols)?;
+        let out_bytes = fits("matmul out", out, t * view.rows)?;
+        if w.dtype == DType::I8 {
+            return self.matmul_i8(x, view, out, t, quantize);
+        }
+        let (lo_view, hi_view) = (view.row0, view.row0 + view.rows);
+        for piece in &w.pieces {
+            let lo = lo_view.max(piece.row0);
+            let hi = hi_view.min(piece.row0 + piece.rows);
+            if lo >= hi {
+                continue;
+            }
+            let n = hi - lo;
+            let params = [
+                to_u32("t", t)?,
+                to_u32("rows", n)?,
+                to_u32("cols", w.cols)?,
+                to_u32("row bytes", w.row_bytes)?,
+                to_u32("row", lo - piece.row0)?,
+                to_u32("out stride", view.rows)?,
+                to_u32("out column", lo - lo_view)?,
+                0,
+            ];
+            let bufs = [
+                Bind::whole(&piece.buffer),
+                Bind::new(&x.buffer, x_bytes),
+                Bind::new(&out.buffer, out_bytes),
+            ];
+            let (entry, groups) = self.matmul_entry(n, t);
+            self.launch(Op::Matmul, Some(w.dtype), entry, &params, &bufs, groups)?;
+        }
+        Ok(())
     }
 
     fn elementwise(&self, op: Op, params: &[u32], bufs: &[Bind<'_>], n: usize) -> Result<()> {
@@ -258,63 +339,33 @@ impl Backend for Wgpu {
         out: &WgpuBuf,
         t: usize,
     ) -> Result<()> {
-        let w = view.w;
-        if view.scale.is_some() || view.zero.is_some() {
+        self.matmul_view(x, view, out, t, true)
+    }
+
+    /// As `matmul` for each pair; x is quantized once for all the int8 weights (q, k and
+    /// v; gate and up of a W8A8 model).
+    fn matmul_group(
+        &self,
+        x: &WgpuBuf,
+        views: &[WeightView<'_, WgpuWeight>],
+        outs: &[&WgpuBuf],
+        t: usize,
+    ) -> Result<()> {
+        if views.len() != outs.len() {
             return Err(input(format!(
-                "matmul: '{}' has per-channel scales (int8); the wgpu backend does not run \
-                 those yet",
-                w.name
+                "matmul_group: {} weights but {} outputs",
+                views.len(),
+                outs.len()
             )));
         }
-        if view.cols != w.cols || view.row0 + view.rows > w.rows {
-            return Err(input(format!(
-                "matmul: view of rows {}..{} x {} cols does not fit '{}' ({} x {})",
-                view.row0,
-                view.row0 + view.rows,
-                view.cols,
-                w.name,
-                w.rows,
-                w.cols
-            )));
-        }
-        if x.buffer == out.buffer {
-            return Err(input("matmul: x and out must be different buffers"));
-        }
-        let x_bytes = fits("matmul x", x, t * w.cols)?;
-        let out_bytes = fits("matmul out", out, t * view.rows)?;
-        let (lo_view, hi_view) = (view.row0, view.row0 + view.rows);
-        for piece in &w.pieces {
-            let lo = lo_view.max(piece.row0);
-            let hi = hi_view.min(piece.row0 + piece.rows);
-            if lo >= hi {
-                continue;
+        // The column count x was quantized for, once one int8 weight has run.
+        let mut quantized = None;
+        for (v, out) in views.iter().zip(outs) {
+            let i8 = v.w.dtype == DType::I8;
+            self.matmul_view(x, *v, out, t, !i8 || quantized != Some(v.cols))?;
+            if i8 {
+                quantized = Some(v.cols);
             }
-            let n = hi - lo;
-            let params = [
-                to_u32("t", t)?,
-                to_u32("rows", n)?,
-                to_u32("cols", w.cols)?,
-                to_u32("row bytes", w.row_bytes)?,
-                to_u32("row", lo - piece.row0)?,
-                to_u32("out stride", view.rows)?,
-                to_u32("out column", lo - lo_view)?,
-                0,
-            ];
-            let bufs = [
-                Bind::whole(&piece.buffer),
-                Bind::new(&x.buffer, x_bytes),
-                Bind::new(&out.buffer, out_bytes),
-            ];
-            let (entry, groups) = if self.gpu.cpu_kernels && t < ROWS_TOKENS {
-                ("rows", n.div_ceil(ROWS_ROWS) * t)
-            } else if self.gpu.cpu_kernels {
-                ("rows4", n.div_ceil(ROWS_ROWS) * t.div_ceil(ROWS_TOKENS))
-            } else if t <= GEMV_MAX_T {
-                ("gemv", n.div_ceil(GEMV_ROWS) * t)
-            } else {
-                ("tiled", n.div_ceil(TILE_N) * t.div_ceil(TILE_T))
-            };
-            self.launch(Op::Matmul, Some(w.dtype), entry, &params, &bufs, groups)?;
         }
         Ok(())
     }

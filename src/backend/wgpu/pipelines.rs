@@ -10,6 +10,11 @@
 //!   `shaders/reduce_shared.wgsl`;
 //! - the op's own file `shaders/<op>.wgsl`.
 //!
+//! Int8 weights (compressed-tensors W8A8) are not dequantized but multiplied as integers, so
+//! (matmul, I8) has kernels of its own instead of a format file: common.wgsl, a
+//! reduce_*.wgsl variant, `shaders/matmul_i8_quantize.wgsl` (per-token quantization of the
+//! activations) and `shaders/matmul_i8.wgsl` (the int8 products).
+//!
 //! Nothing else is generated or substituted: what runs is what those files say.
 
 use super::device::Gpu;
@@ -23,9 +28,30 @@ const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 const BYTES: &str = include_str!("../../../shaders/bytes.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/reduce_subgroup.wgsl");
 const REDUCE_SHARED: &str = include_str!("../../../shaders/reduce_shared.wgsl");
+const MATMUL_I8_QUANTIZE: &str = include_str!("../../../shaders/matmul_i8_quantize.wgsl");
+const MATMUL_I8: &str = include_str!("../../../shaders/matmul_i8.wgsl");
 
-/// The weight dtypes matmul and embedding read.
+/// The weight dtypes matmul reads: those with a format file, and I8.
 pub const MATMUL_DTYPES: &[DType] = &[
+    DType::F32,
+    DType::F16,
+    DType::BF16,
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q2_K,
+    DType::Q3_K,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+    DType::I8,
+];
+
+/// The dtypes with a format file `shaders/matmul_<dtype>.wgsl`: what matmul.wgsl and
+/// embedding read.
+pub const FORMAT_DTYPES: &[DType] = &[
     DType::F32,
     DType::F16,
     DType::BF16,
@@ -82,7 +108,8 @@ fn op_file(op: Op) -> &'static str {
 /// The weight dtypes an op reads (empty: the op reads no weight).
 pub fn op_dtypes(op: Op) -> &'static [DType] {
     match op {
-        Op::Matmul | Op::Embedding => MATMUL_DTYPES,
+        Op::Matmul => MATMUL_DTYPES,
+        Op::Embedding => FORMAT_DTYPES,
         Op::RmsNorm | Op::AddBias => VECTOR_DTYPES,
         _ => &[],
     }
@@ -91,14 +118,6 @@ pub fn op_dtypes(op: Op) -> &'static [DType] {
 /// Whether the op's shader has workgroup reductions, and so a subgroup variant.
 fn reduces(op: Op) -> bool {
     matches!(op, Op::Matmul | Op::RmsNorm | Op::Attention)
-}
-
-/// The entry points of an op's shader.
-pub fn entries(op: Op) -> &'static [&'static str] {
-    match op {
-        Op::Matmul => &["gemv", "tiled", "rows", "rows4"],
-        _ => &["main"],
-    }
 }
 
 /// One shader module: an op, the weight dtype it reads, and whether it uses subgroups.
@@ -110,6 +129,15 @@ pub struct ShaderKey {
 }
 
 impl ShaderKey {
+    /// The entry points of this shader.
+    pub fn entries(&self) -> &'static [&'static str] {
+        match (self.op, self.dtype) {
+            (Op::Matmul, Some(DType::I8)) => &["quantize", "gemv", "tiled", "rows", "rows4"],
+            (Op::Matmul, _) => &["gemv", "tiled", "rows", "rows4"],
+            _ => &["main"],
+        }
+    }
+
     /// A readable name: "matmul_q4_k+subgroup".
     pub fn label(&self) -> String {
         let mut s = self.op.name().to_string();
@@ -129,7 +157,8 @@ impl ShaderKey {
     }
 
     /// Whether this variant widens f16 with `unpack2x16float` (every shader that reads a
-    /// weight: bytes.wgsl reads the f16 scales of the block formats with it). wgpu calls
+    /// weight: bytes.wgsl reads the f16 scales of the block formats with it, matmul_i8.wgsl
+    /// f16 per-row scales). wgpu calls
     /// that downlevel flag SHADER_F16_IN_F32, naga Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     /// it does not need the SHADER_F16 feature.
     pub fn needs_f16_unpack(&self) -> bool {
@@ -140,6 +169,12 @@ impl ShaderKey {
     pub fn source(&self) -> Result<String> {
         let mut parts = vec![COMMON];
         let wants = op_dtypes(self.op);
+        if (self.op, self.dtype) == (Op::Matmul, Some(DType::I8)) {
+            parts.push(self.reduce());
+            parts.push(MATMUL_I8_QUANTIZE);
+            parts.push(MATMUL_I8);
+            return Ok(parts.join("\n"));
+        }
         match self.dtype {
             Some(d) if wants.contains(&d) => {
                 parts.push(BYTES);
@@ -155,11 +190,7 @@ impl ShaderKey {
             None => {}
         }
         if reduces(self.op) {
-            parts.push(if self.subgroups {
-                REDUCE_SUBGROUP
-            } else {
-                REDUCE_SHARED
-            });
+            parts.push(self.reduce());
         } else if self.subgroups {
             return Err(Error::backend(
                 "wgpu",
@@ -168,6 +199,14 @@ impl ShaderKey {
         }
         parts.push(op_file(self.op));
         Ok(parts.join("\n"))
+    }
+
+    fn reduce(&self) -> &'static str {
+        if self.subgroups {
+            REDUCE_SUBGROUP
+        } else {
+            REDUCE_SHARED
+        }
     }
 }
 

@@ -17,20 +17,31 @@ use crate::error::{Error, Result};
 /// Bytes of the params arena: this many dispatches fit between two submissions.
 const ARENA_BYTES: u64 = 1 << 20;
 
-/// A storage buffer as one op binds it: the first `bytes` of `buffer`.
+/// A storage buffer as one op binds it: the first `bytes` of `buffer`, at the binding
+/// number that follows the previous one's, or at `binding` when given (a shader module
+/// whose entry points use different sets of bindings: matmul_i8).
 pub(crate) struct Bind<'a> {
     pub buffer: &'a ::wgpu::Buffer,
     pub bytes: u64,
+    pub binding: Option<u32>,
 }
 
 impl<'a> Bind<'a> {
     pub fn new(buffer: &'a ::wgpu::Buffer, bytes: u64) -> Bind<'a> {
-        Bind { buffer, bytes }
-    }
-    pub fn whole(buffer: &'a ::wgpu::Buffer) -> Bind<'a> {
         Bind {
             buffer,
-            bytes: buffer.size(),
+            bytes,
+            binding: None,
+        }
+    }
+    pub fn whole(buffer: &'a ::wgpu::Buffer) -> Bind<'a> {
+        Bind::new(buffer, buffer.size())
+    }
+    /// The same at binding number `binding`.
+    pub fn at(self, binding: u32) -> Bind<'a> {
+        Bind {
+            binding: Some(binding),
+            ..self
         }
     }
 }
@@ -89,7 +100,7 @@ impl Recorder {
     }
 
     /// Records one dispatch of `groups` workgroups: binding 0 is `params` (at most 32
-    /// bytes), bindings 1.. are `bufs` in order.
+    /// bytes), bindings 1.. are `bufs` in order (or at the numbers they name).
     pub fn dispatch(
         &mut self,
         gpu: &Gpu,
@@ -139,10 +150,12 @@ impl Recorder {
                 size: ::wgpu::BufferSize::new(params.len().div_ceil(4) as u64 * 16),
             }),
         }];
-        for (i, b) in bufs.iter().enumerate() {
+        let mut binding = 0;
+        for b in bufs {
+            binding = b.binding.unwrap_or(binding + 1);
             let size = (b.bytes.max(4).div_ceil(4) * 4).min(b.buffer.size());
             entries.push(::wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
+                binding,
                 resource: ::wgpu::BindingResource::Buffer(::wgpu::BufferBinding {
                     buffer: b.buffer,
                     offset: 0,
