@@ -3,6 +3,7 @@
 #include "common.cuh"
 
 extern "C" __global__ void add(float* x, const float* y, i64 n) {
+    pdl_begin();
     const i64 stride = (i64)gridDim.x * blockDim.x, first = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     const i64 n4 = n / 4;
     for (i64 i = first; i < n4; i += stride) {

@@ -25,6 +25,7 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u16* __r
                                      const u16* __restrict__ vc, const u32* __restrict__ pos,
                                      float* __restrict__ out, float* __restrict__ part, int t, int heads,
                                      int kv_heads, int d, int max_ctx, int rpb, int nsplit, float scale) {
+    pdl_begin();
     extern __shared__ float smem[];
     __shared__ int kmax_s;
     const int group = heads / kv_heads;
@@ -152,6 +153,7 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u16* __r
 // sum_s l_s e^(m_s - M). Grid: x = row, y = query head.
 extern "C" __global__ void attention_combine(const float* __restrict__ part, float* __restrict__ out, int heads,
                                              int d, int nsplit) {
+    pdl_begin();
     const float* pp = part + ((i64)blockIdx.x * heads + blockIdx.y) * nsplit * (d + 2);
     float mx = -INFINITY;
     for (int s = 0; s < nsplit; s++) mx = fmaxf(mx, pp[s * (d + 2) + d]);
@@ -197,6 +199,7 @@ extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2)
     attention_decode(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
                      const u32* __restrict__ pos, float* __restrict__ part, int t, int heads, int kv_heads,
                      int max_ctx, int nsplit, float scale) {
+    pdl_begin();
     __shared__ float ms[DEC_WARPS][NQ_MAX], ls[DEC_WARPS][NQ_MAX];
     __shared__ __align__(16) float os[DEC_WARPS][NQ_MAX][HEAD_DIM];
     const int split = blockIdx.x, kvh = blockIdx.y;
@@ -383,6 +386,7 @@ extern "C" __global__ void __launch_bounds__(128, 2)
     attention_mma(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
                   const u32* __restrict__ pos, float* __restrict__ out, int t, int heads, int kv_heads,
                   int max_ctx, float scale) {
+    pdl_begin();
     __shared__ __align__(16) u16 Ks[BC * KSTR];
     __shared__ __align__(16) u16 Vs[BC * KSTR];
     __shared__ int kmax_s;

@@ -8,6 +8,7 @@ typedef FMT Fmt;
 
 extern "C" __global__ void embedding(const u8* __restrict__ table, i64 row_bytes, const u32* __restrict__ ids,
                                      float* __restrict__ out, int cols, int vocab) {
+    pdl_begin();
     const int r = blockIdx.x;
     const u32 id = ids[r];
     const bool ok = id < (u32)vocab;

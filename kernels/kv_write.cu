@@ -7,6 +7,7 @@
 extern "C" __global__ void kv_write(const float* __restrict__ k, const float* __restrict__ v, u16* __restrict__ kc,
                                     u16* __restrict__ vc, const u32* __restrict__ pos, int kv_heads, int d,
                                     int max_ctx) {
+    pdl_begin();
     const u32 p = pos[blockIdx.x];
     if (p >= (u32)max_ctx) return;
     const i64 src = ((i64)blockIdx.x * kv_heads + blockIdx.y) * d;

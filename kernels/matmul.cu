@@ -99,7 +99,6 @@ template <int TT>
 __device__ __forceinline__ void gemv_plain(GEMV_PARAMS) {
     const int lane = threadIdx.x % WARP;
     const int r0 = (blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP) * NR;
-    if (r0 >= rows) return;
     RowAt ra[NR];
     bool ok[NR];
 #pragma unroll
@@ -108,6 +107,17 @@ __device__ __forceinline__ void gemv_plain(GEMV_PARAMS) {
         // A row past the end reads row r0 again and is not stored.
         ra[r] = row_at(ok[r] ? r0 + r : r0, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes);
     }
+    // Weights depend on no kernel: the start of each row heads for L2 while the kernel
+    // ahead finishes (a line of 128 bytes per lane and row).
+    if (r0 < rows) {
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const i64 off = 128 * (i64)lane;
+            if (off < row_bytes) asm volatile("prefetch.global.L2 [%0];" ::"l"(ra[r].w + off));
+        }
+    }
+    pdl_begin();
+    if (r0 >= rows) return;
     float acc[NR][TT];
 #pragma unroll
     for (int r = 0; r < NR; r++)
@@ -277,9 +287,11 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     const int mine = s.first < npairs ? (npairs - 1 - s.first) / s.step + 1 : 0;
     const int kend = mine * s.nch;
 
-    // The first two chunks are on their way while x is staged.
+    // The first two chunks are on their way while the kernel ahead finishes (weights depend
+    // on no kernel) and while x is staged.
     issue(s, 0, kend, slots, slot_row, lane, GEMV_ARGS);
     issue(s, 1, kend, slots + NR * slot_row, slot_row, lane, GEMV_ARGS);
+    pdl_begin();
     if (XS) {
         const int c4 = cols / 4;
         for (int i = threadIdx.x; i < T * c4; i += blockDim.x) {
@@ -381,6 +393,7 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_xg(GEMV_
 // out[r, :] (f16, row-major [rows, cols]) = W[row0 + r, :] for r < rows; W points at row0.
 extern "C" __global__ void matmul_dequant(const u8* __restrict__ W, i64 row_bytes, u16* __restrict__ out,
                                           int rows, int cols) {
+    pdl_begin();
     const i64 per_row = cols / Fmt::UNIT;
     const i64 total = (i64)rows * per_row;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
@@ -413,6 +426,7 @@ __device__ __forceinline__ u16 cast1(float v) {
 }
 
 extern "C" __global__ void matmul_cast(const float* __restrict__ x, u16* __restrict__ y, i64 n) {
+    pdl_begin();
     const i64 stride = (i64)gridDim.x * blockDim.x;
     if (n % 4 == 0) {
         for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n / 4; i += stride) {

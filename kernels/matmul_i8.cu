@@ -32,6 +32,7 @@ __device__ __forceinline__ int dp4a(u32 a, u32 b, int c) {
 // One block per token row.
 extern "C" __global__ void matmul_i8_quantize(const float* __restrict__ x, i8* __restrict__ qx,
                                               float* __restrict__ sx, int* __restrict__ sq, int cols) {
+    pdl_begin();
     __shared__ float scratch[32];
     __shared__ int iscratch[32];
     const float* xr = x + (i64)blockIdx.x * cols;
@@ -69,6 +70,7 @@ extern "C" __global__ void __launch_bounds__(256, 1)
     matmul_i8_gemv(const u8* __restrict__ W, i64 row_bytes, const i8* __restrict__ qx,
                    const float* __restrict__ sx, const int* __restrict__ sq, const u8* __restrict__ scale,
                    const i8* __restrict__ zero, float* __restrict__ out, int rows, int cols, int T) {
+    pdl_begin();
     const int lane = threadIdx.x % WARP;
     const int r0 = (blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP) * NR;
     if (r0 >= rows) return;
@@ -166,6 +168,7 @@ extern "C" __global__ void __launch_bounds__(256, 1)
 extern "C" __global__ void matmul_i8_scale(float* __restrict__ out, const float* __restrict__ sx,
                                            const int* __restrict__ sq, const u8* __restrict__ scale,
                                            const i8* __restrict__ zero, int rows, i64 total) {
+    pdl_begin();
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
         const int t = (int)(i / rows), r = (int)(i % rows);
         const int a = __float_as_int(out[i]);

@@ -7,6 +7,7 @@
 typedef FMT Fmt;
 
 extern "C" __global__ void rms_norm(const float* x, const u8* __restrict__ w, float* out, int dim, float eps) {
+    pdl_begin();
     __shared__ float scratch[32];
     const float* xr = x + (i64)blockIdx.x * dim;
     float* o = out + (i64)blockIdx.x * dim;

@@ -7,6 +7,7 @@
 
 extern "C" __global__ void rope(float* __restrict__ x, const float* __restrict__ inv_freq, const u32* __restrict__ pos,
                                 int heads, int d, float scale, int neox) {
+    pdl_begin();
     float* xh = x + ((i64)blockIdx.x * heads + blockIdx.y) * d;
     const float p = (float)pos[blockIdx.x];
     const int half = d / 2;

@@ -5,6 +5,7 @@
 __device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 extern "C" __global__ void swiglu(const float* gate, const float* up, float* out, i64 n) {
+    pdl_begin();
     const i64 stride = (i64)gridDim.x * blockDim.x, first = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     const i64 n4 = n / 4;
     for (i64 i = first; i < n4; i += stride) {

@@ -266,6 +266,9 @@ pub struct Cuda {
     sync_each: bool,
     /// LAMINA_CUDA_ATTN=f32: prefill attention by the f32 kernel instead of tensor cores.
     f32_attention: bool,
+    /// Programmatic dependent launch: compute capability 9.0 or later, unless
+    /// LAMINA_CUDA_PDL=0 (every launch then waits for the one ahead, as plain launches do).
+    pdl: bool,
     info: DeviceInfo,
     /// Bytes of every live DevMem of this backend.
     live: Arc<AtomicU64>,
@@ -368,6 +371,7 @@ impl Cuda {
             occupancy: Mutex::new(HashMap::new()),
             sync_each: std::env::var("LAMINA_CUDA_SYNC").is_ok_and(|v| v == "1"),
             f32_attention: std::env::var("LAMINA_CUDA_ATTN").is_ok_and(|v| v == "f32"),
+            pdl: info.compute.0 >= 9 && std::env::var("LAMINA_CUDA_PDL").map_or(true, |v| v != "0"),
             info,
             live,
             stream,

@@ -56,6 +56,40 @@ fn i32_of(what: &str, v: usize) -> Result<i32> {
 }
 
 impl Cuda {
+    /// cuLaunchKernelEx on the stream, allowing programmatic dependent launch where the
+    /// device has it (see pdl_begin in kernels/common.cuh): the kernel may start while the
+    /// one ahead finishes, and waits for it on the device. Captured into a graph, the
+    /// attribute becomes a programmatic edge, so replayed decode steps keep the overlap.
+    ///
+    /// # Safety
+    /// `args` must be the kernel's exact parameter list.
+    unsafe fn launch_raw(
+        &self,
+        f: cudarc::driver::sys::CUfunction,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        smem: u32,
+        args: &mut [*mut c_void],
+    ) -> std::result::Result<(), cudarc::driver::DriverError> {
+        use cudarc::driver::sys;
+        let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let cfg = sys::CUlaunchConfig {
+            gridDimX: grid.0,
+            gridDimY: grid.1,
+            gridDimZ: grid.2,
+            blockDimX: block.0,
+            blockDimY: block.1,
+            blockDimZ: block.2,
+            sharedMemBytes: smem,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: u32::from(self.pdl),
+        };
+        sys::cuLaunchKernelEx(&cfg, f, args.as_mut_ptr(), std::ptr::null_mut()).result()
+    }
+
     /// Launches kernel `name` of variant `v` on the stream. With LAMINA_CUDA_SYNC=1 it
     /// also waits and names the kernel if it faulted.
     pub(crate) fn launch(
@@ -95,17 +129,7 @@ impl Cuda {
         }
         // SAFETY: every caller passes the kernel's exact parameter list (types and order of
         // its `extern "C"` signature) and has checked the buffers' sizes.
-        unsafe {
-            dr::launch_kernel(
-                f.cu_function(),
-                grid,
-                block,
-                smem,
-                self.stream.cu_stream(),
-                args,
-            )
-        }
-        .map_err(|e| {
+        unsafe { self.launch_raw(f.cu_function(), grid, block, smem, args) }.map_err(|e| {
             self.err(format!(
                 "launching {name} of {} (grid {grid:?}, block {block:?}, {smem} B shared): {}",
                 v.describe(),
