@@ -607,3 +607,55 @@ fn tensor_core_attention_matches_f32_attention() {
 
 #[path = "ops_cuda/perf.rs"]
 mod perf;
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn fused_ops_match_their_parts() {
+    // add_rms_norm (one kernel) against add then rms_norm, and rope_qk (one launch) against
+    // rope on q then on k: the same f32 operations, so bit-identical results, for row
+    // lengths with and without float4 loads and for one and several tokens.
+    let c = cuda();
+    let mut rng = Rng(0xf05e);
+    let bits = |b: &CudaBuf, n: usize| -> Vec<u32> {
+        c.read(b, n).unwrap().iter().map(|v| v.to_bits()).collect()
+    };
+    for dtype in [DType::F32, DType::BF16] {
+        for (dim, t) in [(4096usize, 1usize), (896, 3), (130, 2)] {
+            let w = random_weight(&c, &mut rng, "norm", dtype, 1, dim);
+            let (xv, yv) = (rng.vec(t * dim), rng.vec(t * dim));
+            let (x1, x2, y) = (buf(&c, &xv), buf(&c, &xv), buf(&c, &yv));
+            let (o1, o2) = (poisoned(&c, t * dim), poisoned(&c, t * dim));
+            c.add_rms_norm(&x1, &y, &w, &o1, t, dim, 1e-5).unwrap();
+            c.add(&x2, &y, t * dim).unwrap();
+            c.rms_norm(&x2, &w, &o2, t, dim, 1e-5).unwrap();
+            assert_eq!(bits(&x1, t * dim), bits(&x2, t * dim), "{dtype} {dim} x");
+            assert_eq!(bits(&o1, t * dim), bits(&o2, t * dim), "{dtype} {dim} out");
+        }
+    }
+    for layout in [RopeLayout::Normal, RopeLayout::Neox] {
+        for (t, heads, kv, d) in [(1usize, 32usize, 8usize, 128usize), (5, 14, 2, 64)] {
+            let positions: Vec<u32> = (0..t as u32).map(|i| 1000 + 7 * i).collect();
+            c.set_step(&vec![0; t], &positions).unwrap();
+            let inv: Vec<f32> = (0..d / 2)
+                .map(|i| 10000f32.powf(-2.0 * i as f32 / d as f32))
+                .collect();
+            let inv = buf(&c, &inv);
+            let (qv, kvv) = (rng.vec(t * heads * d), rng.vec(t * kv * d));
+            let (q1, k1, q2, k2) = (buf(&c, &qv), buf(&c, &kvv), buf(&c, &qv), buf(&c, &kvv));
+            c.rope_qk(&q1, &k1, &inv, t, (heads, kv), d, 0.9, layout)
+                .unwrap();
+            c.rope(&q2, &inv, t, heads, d, 0.9, layout).unwrap();
+            c.rope(&k2, &inv, t, kv, d, 0.9, layout).unwrap();
+            assert_eq!(
+                bits(&q1, t * heads * d),
+                bits(&q2, t * heads * d),
+                "q {layout:?}"
+            );
+            assert_eq!(bits(&k1, t * kv * d), bits(&k2, t * kv * d), "k {layout:?}");
+            assert_ne!(
+                bits(&q1, t * heads * d),
+                qv.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
+}

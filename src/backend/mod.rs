@@ -269,6 +269,23 @@ pub trait Backend {
         scale: f32,
         layout: RopeLayout,
     ) -> Result<()>;
+    /// `rope` on a step's queries (`heads`) and keys (`kv_heads`); a backend may do both in
+    /// one launch.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_qk(
+        &self,
+        q: &Self::Buf,
+        k: &Self::Buf,
+        inv_freq: &Self::Buf,
+        t: usize,
+        (heads, kv_heads): (usize, usize),
+        head_dim: usize,
+        scale: f32,
+        layout: RopeLayout,
+    ) -> Result<()> {
+        self.rope(q, inv_freq, t, heads, head_dim, scale, layout)?;
+        self.rope(k, inv_freq, t, kv_heads, head_dim, scale, layout)
+    }
     /// Stores the step's keys and values at their positions in `layer` of the cache.
     fn kv_write(
         &self,
@@ -294,6 +311,22 @@ pub trait Backend {
     fn swiglu(&self, gate: &Self::Buf, up: &Self::Buf, out: &Self::Buf, n: usize) -> Result<()>;
     /// x += y
     fn add(&self, x: &Self::Buf, y: &Self::Buf, n: usize) -> Result<()>;
+    /// `add(x, y)` then `rms_norm(x, w, out)`: the residual add that ends half a layer and
+    /// the norm that starts the next half, which a backend may fuse into one pass.
+    #[allow(clippy::too_many_arguments)]
+    fn add_rms_norm(
+        &self,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        w: &Self::Weight,
+        out: &Self::Buf,
+        t: usize,
+        dim: usize,
+        eps: f32,
+    ) -> Result<()> {
+        self.add(x, y, t * dim)?;
+        self.rms_norm(x, w, out, t, dim, eps)
+    }
     /// dst[dst_off..dst_off+n] = src[src_off..src_off+n]
     fn copy(
         &self,

@@ -347,22 +347,28 @@ impl<B: Backend> Model<B> {
         );
         let (w, eps) = (|i: usize| &self.weights[i], c.rms_norm_eps);
         b.embedding(w(self.plan.embd), &s.x, t)?;
-        for (i, l) in self.plan.layers.iter().enumerate() {
-            b.rms_norm(&s.x, w(l.attn_norm), &s.xn, t, h, eps)?;
+        let layers = &self.plan.layers;
+        let first = layers
+            .first()
+            .map_or(self.plan.output_norm, |l| l.attn_norm);
+        b.rms_norm(&s.x, w(first), &s.xn, t, h, eps)?;
+        for (i, l) in layers.iter().enumerate() {
             self.linears(b, &s.xn, &[&l.q, &l.k, &l.v], &[&s.q, &s.k, &s.v], t)?;
-            b.rope(&s.q, inv_freq, t, nh, hd, rope_scale, c.rope_layout)?;
-            b.rope(&s.k, inv_freq, t, nkv, hd, rope_scale, c.rope_layout)?;
+            let (heads, layout) = ((nh, nkv), c.rope_layout);
+            b.rope_qk(&s.q, &s.k, inv_freq, t, heads, hd, rope_scale, layout)?;
             b.kv_write(cache, i, &s.k, &s.v, t)?;
             b.attention(&s.q, cache, i, &s.att, t, nh, 1.0 / (hd as f32).sqrt())?;
             self.linear(b, &s.att, &l.o, &s.y, t)?;
-            b.add(&s.x, &s.y, t * h)?;
-            b.rms_norm(&s.x, w(l.ffn_norm), &s.xn, t, h, eps)?;
+            b.add_rms_norm(&s.x, &s.y, w(l.ffn_norm), &s.xn, t, h, eps)?;
             self.linears(b, &s.xn, &[&l.gate, &l.up], &[&s.g, &s.u], t)?;
             b.swiglu(&s.g, &s.u, &s.g, t * ff)?;
             self.linear(b, &s.g, &l.down, &s.y, t)?;
-            b.add(&s.x, &s.y, t * h)?;
+            // The residual add ends the layer; the norm starts the next one (or the output).
+            let next = layers
+                .get(i + 1)
+                .map_or(self.plan.output_norm, |n| n.attn_norm);
+            b.add_rms_norm(&s.x, &s.y, w(next), &s.xn, t, h, eps)?;
         }
-        b.rms_norm(&s.x, w(self.plan.output_norm), &s.xn, t, h, eps)?;
         if all_logits {
             self.linear(b, &s.xn, &self.plan.output, &s.logits, t)
         } else {

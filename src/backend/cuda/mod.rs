@@ -599,7 +599,7 @@ impl Backend for Cuda {
         dim: usize,
         eps: f32,
     ) -> Result<()> {
-        self.op_rms_norm(x, w, out, t, dim, eps)
+        self.op_add_rms_norm(x, None, w, out, t, dim, eps)
     }
 
     fn matmul(
@@ -636,7 +636,7 @@ impl Backend for Cuda {
         scale: f32,
         layout: RopeLayout,
     ) -> Result<()> {
-        self.op_rope(x, inv_freq, t, heads, head_dim, scale, layout)
+        self.op_rope(x, None, inv_freq, t, (heads, 0), head_dim, scale, layout)
     }
 
     fn kv_write(
@@ -669,6 +669,33 @@ impl Backend for Cuda {
 
     fn add(&self, x: &CudaBuf, y: &CudaBuf, n: usize) -> Result<()> {
         self.op_add(x, y, n)
+    }
+
+    fn add_rms_norm(
+        &self,
+        x: &CudaBuf,
+        y: &CudaBuf,
+        w: &CudaWeight,
+        out: &CudaBuf,
+        t: usize,
+        dim: usize,
+        eps: f32,
+    ) -> Result<()> {
+        self.op_add_rms_norm(x, Some(y), w, out, t, dim, eps)
+    }
+
+    fn rope_qk(
+        &self,
+        q: &CudaBuf,
+        k: &CudaBuf,
+        inv_freq: &CudaBuf,
+        t: usize,
+        heads: (usize, usize),
+        head_dim: usize,
+        scale: f32,
+        layout: RopeLayout,
+    ) -> Result<()> {
+        self.op_rope(q, Some(k), inv_freq, t, heads, head_dim, scale, layout)
     }
 
     fn copy(

@@ -363,9 +363,12 @@ impl Cuda {
         )
     }
 
-    pub(crate) fn op_rms_norm(
+    /// rms_norm, or with `y` add_rms_norm (x += y first, in the same kernel).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn op_add_rms_norm(
         &self,
         x: &CudaBuf,
+        y: Option<&CudaBuf>,
         w: &CudaWeight,
         out: &CudaBuf,
         t: usize,
@@ -385,14 +388,24 @@ impl Cuda {
         self.need("rms_norm out", out, t * dim)?;
         let v = Variant::rms_norm(w.dtype)?;
         let (xp, wp, op, d) = (x.ptr(), w.ptr(), out.ptr(), i32_of("dim", dim)?);
-        self.launch(
-            &v,
-            "rms_norm",
-            (t as u32, 1, 1),
-            (256, 1, 1),
-            0,
-            &mut [arg(&xp), arg(&wp), arg(&op), arg(&d), arg(&eps)],
-        )
+        let (grid, block) = ((t as u32, 1, 1), (256, 1, 1));
+        match y {
+            None => self.launch(
+                &v,
+                "rms_norm",
+                grid,
+                block,
+                0,
+                &mut [arg(&xp), arg(&wp), arg(&op), arg(&d), arg(&eps)],
+            ),
+            Some(y) => {
+                self.need("add_rms_norm y", y, t * dim)?;
+                let yp = y.ptr();
+                #[rustfmt::skip]
+                let args = &mut [arg(&xp), arg(&yp), arg(&wp), arg(&op), arg(&d), arg(&eps)];
+                self.launch(&v, "add_rms_norm", grid, block, 0, args)
+            }
+        }
     }
 
     pub(crate) fn op_add_bias(
@@ -426,55 +439,53 @@ impl Cuda {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// rope on x (`heads`), and with k also on k (`kv_heads`) in the same launch.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn op_rope(
         &self,
         x: &CudaBuf,
+        k: Option<&CudaBuf>,
         inv_freq: &CudaBuf,
         t: usize,
-        heads: usize,
+        (heads, kv_heads): (usize, usize),
         head_dim: usize,
         scale: f32,
         layout: RopeLayout,
     ) -> Result<()> {
-        if t == 0 || heads == 0 {
+        let kv_heads = if k.is_some() { kv_heads } else { 0 };
+        if t == 0 || heads + kv_heads == 0 {
             return Ok(());
         }
         if !head_dim.is_multiple_of(2) {
             return Err(self.err(format!("rope needs an even head_dim, got {head_dim}")));
         }
         self.need("rope x", x, t * heads * head_dim)?;
+        if let Some(k) = k {
+            self.need("rope k", k, t * kv_heads * head_dim)?;
+        }
         self.need("rope inv_freq", inv_freq, head_dim / 2)?;
-        if heads > 65535 {
-            return Err(self.err(format!("rope: {heads} heads")));
+        if heads + kv_heads > 65535 {
+            return Err(self.err(format!("rope: {heads} + {kv_heads} heads")));
         }
         self.step_rows("rope", t)?;
         let (_, pos) = self.step_ptrs()?;
         let threads = (head_dim / 2).next_multiple_of(32).clamp(32, 256) as u32;
-        let (xp, fp, h, d) = (
-            x.ptr(),
-            inv_freq.ptr(),
-            heads as i32,
-            i32_of("head_dim", head_dim)?,
-        );
+        let (xp, kp, fp) = (x.ptr(), k.map_or(x.ptr(), |k| k.ptr()), inv_freq.ptr());
+        let (h, kh, d) = (heads as i32, kv_heads as i32, i32_of("head_dim", head_dim)?);
         let neox: i32 = match layout {
             RopeLayout::Normal => 0,
             RopeLayout::Neox => 1,
         };
+        #[rustfmt::skip]
+        let args = &mut [arg(&xp), arg(&kp), arg(&fp), arg(&pos), arg(&h), arg(&kh), arg(&d), arg(&scale), arg(&neox)];
+        let grid = (t as u32, (heads + kv_heads) as u32, 1);
         self.launch(
             &Variant::plain("rope.cu", &["rope"]),
             "rope",
-            (t as u32, heads as u32, 1),
+            grid,
             (threads, 1, 1),
             0,
-            &mut [
-                arg(&xp),
-                arg(&fp),
-                arg(&pos),
-                arg(&h),
-                arg(&d),
-                arg(&scale),
-                arg(&neox),
-            ],
+            args,
         )
     }
 
