@@ -50,6 +50,10 @@ __device__ __forceinline__ void pdl_begin() {
 #endif
 }
 
+// silu(g) * up, silu(g) = g / (1 + exp(-g)) with the accurate expf: swiglu.cu and the
+// fused gate/up matmul (matmul.cu) share it, so both give the same bits.
+__device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);

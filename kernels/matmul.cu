@@ -29,6 +29,9 @@ typedef FMT Fmt;
 
 #define MAX_T 8
 #define NR 2
+// Bytes of each of its first rows a warp prefetches into L2 before waiting for the kernel
+// ahead (programmatic dependent launch): a whole 4096-wide bf16 row, part of a longer one.
+#define PREFETCH 16384
 // Most warps per block of matmul_gemv; the host launches fewer (blockDim.x / 32) when a
 // matrix has too few rows to give every SM work.
 #define WARPS 8
@@ -41,10 +44,16 @@ struct RowAt {
     int stride;
 };
 
+// e1 < 0 marks a gate/up launch fused with swiglu (matmul_swiglu): rows alternate gate row
+// p, up row p (so a warp's row pair is one output), e0 = rows of each, out o0.
 __device__ __forceinline__ RowAt row_at(int row, const u8* w0, const u8* w1, const u8* w2, float* o0, float* o1,
                                         float* o2, int e0, int e1, int rows, i64 row_bytes) {
     RowAt r;
-    if (row < e0) {
+    if (e1 < 0) {
+        r.w = (row % 2 ? w1 : w0) + (i64)(row / 2) * row_bytes;
+        r.o = o0 + row / 2;
+        r.stride = e0;
+    } else if (row < e0) {
         r.w = w0 + (i64)row * row_bytes;
         r.o = o0 + row;
         r.stride = e0;
@@ -76,11 +85,18 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
 }
 
 // Sums each row's partials over the warp and stores them (lane 0).
+// With `swiglu` (NR = 2: gate and up of one output) it stores silu(gate) * up instead.
 template <int TT>
-__device__ __forceinline__ void store_rows(float (&acc)[NR][TT], const RowAt* ra, const bool* ok, int T, int lane) {
+__device__ __forceinline__ void store_rows(float (&acc)[NR][TT], const RowAt* ra, const bool* ok, int T, int lane,
+                                           bool swiglu) {
 #pragma unroll
     for (int t = 0; t < TT; t++) {
         if (TT == 1 || t < T) {
+            if (swiglu) {
+                const float g = warp_sum(acc[0][t]), u = warp_sum(acc[1][t]);
+                if (lane == 0 && ok[0]) ra[0].o[(i64)t * ra[0].stride] = swiglu1(g, u);
+                continue;
+            }
 #pragma unroll
             for (int r = 0; r < NR; r++) {
                 const float s = warp_sum(acc[r][t]);
@@ -107,14 +123,14 @@ __device__ __forceinline__ void gemv_plain(GEMV_PARAMS) {
         // A row past the end reads row r0 again and is not stored.
         ra[r] = row_at(ok[r] ? r0 + r : r0, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes);
     }
-    // Weights depend on no kernel: the start of each row heads for L2 while the kernel
-    // ahead finishes (a line of 128 bytes per lane and row).
+    // Weights depend on no kernel: the warp's rows head for L2 (up to PREFETCH bytes each,
+    // 128-byte lines) while the kernel ahead finishes, when memory is otherwise idle.
     if (r0 < rows) {
+        const i64 span = min(row_bytes, (i64)PREFETCH);
 #pragma unroll
-        for (int r = 0; r < NR; r++) {
-            const i64 off = 128 * (i64)lane;
-            if (off < row_bytes) asm volatile("prefetch.global.L2 [%0];" ::"l"(ra[r].w + off));
-        }
+        for (int r = 0; r < NR; r++)
+            for (i64 off = 128 * (i64)lane; off < span; off += 128 * WARP)
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(ra[r].w + off));
     }
     pdl_begin();
     if (r0 >= rows) return;
@@ -198,7 +214,7 @@ __device__ __forceinline__ void gemv_plain(GEMV_PARAMS) {
         }
     }
 #endif
-    store_rows<TT>(acc, ra, ok, T, lane);
+    store_rows<TT>(acc, ra, ok, T, lane, e1 < 0);
 }
 
 // (256, 1): without the promise of one block per SM, ptxas saves registers by moving each
@@ -291,6 +307,18 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     // on no kernel) and while x is staged.
     issue(s, 0, kend, slots, slot_row, lane, GEMV_ARGS);
     issue(s, 1, kend, slots + NR * slot_row, slot_row, lane, GEMV_ARGS);
+    if (kend > 0) {
+        const i64 span = min(row_bytes, (i64)PREFETCH);
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const int row = s.first * NR + r;
+            if (row < rows) {
+                const u8* w = row_at(row, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes).w;
+                for (i64 off = 128 * (i64)lane; off < span; off += 128 * WARP)
+                    asm volatile("prefetch.global.L2 [%0];" ::"l"(w + off));
+            }
+        }
+    }
     pdl_begin();
     if (XS) {
         const int c4 = cols / 4;
@@ -370,7 +398,7 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
         // The slot is free again: the chunk after next goes into it.
         issue(s, k + 2, kend, slot, slot_row, lane, GEMV_ARGS);
         if (c == s.nch - 1) {
-            store_rows<TT>(acc, ra, ok, T, lane);
+            store_rows<TT>(acc, ra, ok, T, lane, e1 < 0);
 #pragma unroll
             for (int r = 0; r < NR; r++)
 #pragma unroll

@@ -2,8 +2,6 @@
 // floats per step (buffers start 256-byte aligned; out may be gate), then the last n % 4.
 #include "common.cuh"
 
-__device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
-
 extern "C" __global__ void swiglu(const float* gate, const float* up, float* out, i64 n) {
     pdl_begin();
     const i64 stride = (i64)gridDim.x * blockDim.x, first = (i64)blockIdx.x * blockDim.x + threadIdx.x;

@@ -659,3 +659,40 @@ fn fused_ops_match_their_parts() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn matmul_swiglu_matches_its_parts() {
+    // The fused gate/up GEMV (a warp computes gate row p and up row p and stores
+    // silu(gate) * up) against matmul_group then swiglu, for every GEMV dtype, decode token
+    // counts and one prefill count (which takes the parts path). Each row's dot product is
+    // summed in the same order either way, so the results are the same bits.
+    let c = cuda();
+    let mut rng = Rng(0x5e1f);
+    for &dtype in nvrtc::MATMUL_DTYPES {
+        let (rows, cols) = (70usize, 512usize);
+        let w = random_weight(&c, &mut rng, "gate_up", dtype, 2 * rows, cols);
+        let views = [view(&w, 0, rows), view(&w, rows, rows)];
+        for t in [1usize, 3, 8, 13] {
+            let x = buf(&c, &rng.vec(t * cols));
+            let (f0, f1) = (poisoned(&c, t * rows), poisoned(&c, t * rows));
+            c.matmul_swiglu(&x, views, [&f0, &f1], t).unwrap();
+            let (g, u) = (poisoned(&c, t * rows), poisoned(&c, t * rows));
+            c.matmul_group(&x, &views, &[&g, &u], t).unwrap();
+            c.swiglu(&g, &u, &g, t * rows).unwrap();
+            let (fused, parts) = (
+                c.read(&f0, t * rows).unwrap(),
+                c.read(&g, t * rows).unwrap(),
+            );
+            assert!(
+                fused.iter().all(|v| v.is_finite()),
+                "{dtype} t={t}: unwritten outputs"
+            );
+            let same = fused
+                .iter()
+                .zip(&parts)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{dtype} t={t}: nmse {}", nmse(&fused, &parts));
+        }
+    }
+}

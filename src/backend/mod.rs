@@ -255,6 +255,19 @@ pub trait Backend {
         }
         Ok(())
     }
+    /// Gate and up products of the same x into outs[0] and outs[1], then
+    /// outs[0] = silu(gate) * up (`swiglu`): a backend may do it in one pass, leaving
+    /// outs[1] unwritten.
+    fn matmul_swiglu(
+        &self,
+        x: &Self::Buf,
+        views: [WeightView<'_, Self::Weight>; 2],
+        outs: [&Self::Buf; 2],
+        t: usize,
+    ) -> Result<()> {
+        self.matmul_group(x, &views, &outs, t)?;
+        self.swiglu(outs[0], outs[1], outs[0], t * views[0].rows)
+    }
     /// x[t, :] += bias
     fn add_bias(&self, x: &Self::Buf, bias: &Self::Weight, t: usize, n: usize) -> Result<()>;
     /// Rotates each head of x in place by angle position * inv_freq[i], with cos and sin

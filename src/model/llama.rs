@@ -360,8 +360,13 @@ impl<B: Backend> Model<B> {
             b.attention(&s.q, cache, i, &s.att, t, nh, 1.0 / (hd as f32).sqrt())?;
             self.linear(b, &s.att, &l.o, &s.y, t)?;
             b.add_rms_norm(&s.x, &s.y, w(l.ffn_norm), &s.xn, t, h, eps)?;
-            self.linears(b, &s.xn, &[&l.gate, &l.up], &[&s.g, &s.u], t)?;
-            b.swiglu(&s.g, &s.u, &s.g, t * ff)?;
+            if l.gate.bias.is_none() && l.up.bias.is_none() {
+                let views = [self.view(&l.gate), self.view(&l.up)];
+                b.matmul_swiglu(&s.xn, views, [&s.g, &s.u], t)?;
+            } else {
+                self.linears(b, &s.xn, &[&l.gate, &l.up], &[&s.g, &s.u], t)?;
+                b.swiglu(&s.g, &s.u, &s.g, t * ff)?;
+            }
             self.linear(b, &s.g, &l.down, &s.y, t)?;
             // The residual add ends the layer; the norm starts the next one (or the output).
             let next = layers

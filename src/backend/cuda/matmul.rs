@@ -214,7 +214,7 @@ impl Cuda {
             out: out.ptr(),
             rows: c.rows,
         };
-        self.gemv_chunked(x, &c, &[seg], t)
+        self.gemv_chunked(x, &c, &[seg], t, false)
     }
 
     /// Several matmuls of the same x (`Backend::matmul_group`): for up to MAX_T tokens one
@@ -283,7 +283,44 @@ impl Cuda {
                 rows: c.rows,
             })
             .collect();
-        self.gemv_chunked(x, &c0, &segs, t)
+        self.gemv_chunked(x, &c0, &segs, t, false)
+    }
+
+    /// `Backend::matmul_swiglu`: for up to MAX_T tokens and gate and up of one dtype and
+    /// shape, one matmul_gemv launch whose warps each compute a gate row and its up row and
+    /// store silu(gate) * up into outs[0] (outs[1] is not written); otherwise the parts.
+    pub fn op_matmul_swiglu(
+        &self,
+        x: &CudaBuf,
+        views: [WeightView<'_, CudaWeight>; 2],
+        outs: [&CudaBuf; 2],
+        t: usize,
+    ) -> Result<()> {
+        let parts = |c: &Cuda| -> Result<()> {
+            c.op_matmul_group(x, &views, &outs, t)?;
+            c.op_swiglu(outs[0], outs[1], outs[0], t * views[0].rows)
+        };
+        if t > MAX_T || views.iter().any(|v| v.w.dtype == DType::I8) {
+            return parts(self);
+        }
+        let (Some(g), Some(u)) = (
+            self.check_view(x, &views[0], outs[0], t)?,
+            self.check_view(x, &views[1], outs[0], t)?,
+        ) else {
+            return parts(self);
+        };
+        let same = g.dtype == u.dtype
+            && g.rows == u.rows
+            && g.cols == u.cols
+            && g.row_bytes == u.row_bytes
+            && g.scalar == u.scalar;
+        if !same {
+            return parts(self);
+        }
+        let out = outs[0].ptr();
+        #[rustfmt::skip]
+        let segs = [Seg { base: g.base, out, rows: g.rows }, Seg { base: u.base, out, rows: u.rows }];
+        self.gemv_chunked(x, &g, &segs, t, true)
     }
 
     pub(crate) fn need_len(&self, what: &str, b: &CudaBuf, n: usize) -> Result<()> {
@@ -298,7 +335,14 @@ impl Cuda {
 
     /// matmul_gemv over chunks of MAX_T tokens (`c` gives dtype and columns; `segs` the
     /// weights and outputs, at most three).
-    fn gemv_chunked(&self, x: &CudaBuf, c: &Checked, segs: &[Seg], t: usize) -> Result<()> {
+    fn gemv_chunked(
+        &self,
+        x: &CudaBuf,
+        c: &Checked,
+        segs: &[Seg],
+        t: usize,
+        swiglu: bool,
+    ) -> Result<()> {
         let mut t0 = 0;
         while t0 < t {
             let n = MAX_T.min(t - t0);
@@ -310,14 +354,15 @@ impl Cuda {
                     ..*s
                 })
                 .collect();
-            self.gemv(xp, c, &moved, n)?;
+            self.gemv(xp, c, &moved, n, swiglu)?;
             t0 += n;
         }
         Ok(())
     }
 
-    /// One matmul_gemv launch for t <= MAX_T tokens over up to three weights.
-    fn gemv(&self, xp: u64, c: &Checked, segs: &[Seg], t: usize) -> Result<()> {
+    /// One matmul_gemv launch for t <= MAX_T tokens over up to three weights; with
+    /// `swiglu`, gate and up (two segments of the same rows) into silu(gate) * up.
+    fn gemv(&self, xp: u64, c: &Checked, segs: &[Seg], t: usize, swiglu: bool) -> Result<()> {
         let (first, last) = (segs[0], segs[segs.len() - 1]);
         let seg = |i: usize| segs.get(i).copied().unwrap_or(last);
         let (s0, s1, s2) = (first, seg(1), seg(2));
@@ -327,7 +372,7 @@ impl Cuda {
         let i32_of = |v: usize| i32::try_from(v).map_err(|_| self.err("matmul: too many rows"));
         let (e0, e1, ri, ci, ti) = (
             i32_of(e0)?,
-            i32_of(e1)?,
+            if swiglu { -1 } else { i32_of(e1)? },
             i32_of(rows)?,
             i32_of(c.cols)?,
             t as i32,

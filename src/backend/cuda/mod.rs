@@ -255,6 +255,7 @@ pub struct Cuda {
     scratch: Mutex<matmul::Scratch>,
     step: Mutex<Step>,
     staging: Mutex<upload::Staging>,
+    readback: Mutex<upload::Readback>,
     /// The largest max_ctx of the caches allocated so far: set_step refuses positions past
     /// it. Ops check positions against their own cache on direct launches; in a replayed
     /// graph kv_write skips a position past its cache and attention writes NaN for it.
@@ -366,6 +367,7 @@ impl Cuda {
             scratch: Mutex::new(matmul::Scratch::default()),
             step: Mutex::new(step),
             staging: Mutex::new(upload::Staging::default()),
+            readback: Mutex::new(upload::Readback::default()),
             ctx_max: Mutex::new(None),
             capturing: AtomicBool::new(false),
             occupancy: Mutex::new(HashMap::new()),
@@ -545,14 +547,15 @@ impl Backend for Cuda {
         if self.capturing.load(Ordering::Relaxed) {
             return Err(self.err("read inside a recorded step (a graph cannot read back)"));
         }
-        let mut out = vec![0f32; len];
         self.bind()?;
-        // SAFETY: the source holds len floats (checked); the copy completes before the
-        // synchronize below returns.
-        unsafe { dr::memcpy_dtoh_async(&mut out, buf.ptr(), self.stream.cu_stream()) }
+        let mut rb = self.lock(&self.readback)?;
+        let host = rb.floats(len)?;
+        // SAFETY: the source holds len floats (checked), the pinned destination as many; the
+        // copy completes before the synchronize below returns.
+        unsafe { dr::memcpy_dtoh_async(host, buf.ptr(), self.stream.cu_stream()) }
             .map_err(|e| cuda_err("copy from device", e))?;
         self.synchronize()?;
-        Ok(out)
+        Ok(host.to_vec())
     }
 
     fn alloc_cache(
@@ -669,6 +672,16 @@ impl Backend for Cuda {
 
     fn add(&self, x: &CudaBuf, y: &CudaBuf, n: usize) -> Result<()> {
         self.op_add(x, y, n)
+    }
+
+    fn matmul_swiglu(
+        &self,
+        x: &CudaBuf,
+        views: [WeightView<'_, CudaWeight>; 2],
+        outs: [&CudaBuf; 2],
+        t: usize,
+    ) -> Result<()> {
+        self.op_matmul_swiglu(x, views, outs, t)
     }
 
     fn add_rms_norm(

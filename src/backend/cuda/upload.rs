@@ -146,3 +146,46 @@ impl Cuda {
         Ok((bytes, secs))
     }
 }
+
+/// Page-locked memory that logits come back through: a decode step reads a whole
+/// vocabulary of logits (0.5 MB for Llama 3) every token, and a copy into pageable memory
+/// goes through the driver's own staging at a fraction of the speed.
+#[derive(Default)]
+pub struct Readback {
+    ptr: Option<std::ptr::NonNull<f32>>,
+    len: usize,
+}
+
+// SAFETY: the pointer is owned and used only under the backend's Mutex.
+unsafe impl Send for Readback {}
+
+impl Drop for Readback {
+    fn drop(&mut self) {
+        if let Some(p) = self.ptr.take() {
+            // SAFETY: allocated by malloc_host in `floats`; reads synchronize before they
+            // return, so no copy is in flight.
+            unsafe { dr::free_host(p.as_ptr() as *mut std::ffi::c_void) }.ok();
+        }
+    }
+}
+
+impl Readback {
+    /// Room for `len` floats (grown, never shrunk).
+    pub fn floats(&mut self, len: usize) -> Result<&mut [f32]> {
+        if self.len < len {
+            if let Some(p) = self.ptr.take() {
+                // SAFETY: as in drop.
+                unsafe { dr::free_host(p.as_ptr() as *mut std::ffi::c_void) }.ok();
+            }
+            self.len = 0;
+            // SAFETY: plain (cached, readable) pinned allocation.
+            let p = unsafe { dr::malloc_host(len * 4, 0) }
+                .map_err(|e| cuda_err("allocating pinned memory for reads", e))?;
+            self.ptr = std::ptr::NonNull::new(p as *mut f32);
+            self.len = len;
+        }
+        let p = self.ptr.map_or(std::ptr::NonNull::dangling(), |p| p);
+        // SAFETY: the allocation holds self.len >= len floats (any bytes are valid f32).
+        Ok(unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), len) })
+    }
+}
