@@ -29,9 +29,7 @@ typedef FMT Fmt;
 
 #define MAX_T 8
 #define NR 2
-// Bytes of each of its first rows a warp prefetches into L2 before waiting for the kernel
-// ahead (programmatic dependent launch): a whole 4096-wide bf16 row, part of a longer one.
-#define PREFETCH 16384
+
 // Most warps per block of matmul_gemv; the host launches fewer (blockDim.x / 32) when a
 // matrix has too few rows to give every SM work.
 #define WARPS 8
@@ -122,15 +120,6 @@ __device__ __forceinline__ void gemv_plain(GEMV_PARAMS) {
         ok[r] = r0 + r < rows;
         // A row past the end reads row r0 again and is not stored.
         ra[r] = row_at(ok[r] ? r0 + r : r0, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes);
-    }
-    // Weights depend on no kernel: the warp's rows head for L2 (up to PREFETCH bytes each,
-    // 128-byte lines) while the kernel ahead finishes, when memory is otherwise idle.
-    if (r0 < rows) {
-        const i64 span = min(row_bytes, (i64)PREFETCH);
-#pragma unroll
-        for (int r = 0; r < NR; r++)
-            for (i64 off = 128 * (i64)lane; off < span; off += 128 * WARP)
-                asm volatile("prefetch.global.L2 [%0];" ::"l"(ra[r].w + off));
     }
     pdl_begin();
     if (r0 >= rows) return;
@@ -307,18 +296,6 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     // on no kernel) and while x is staged.
     issue(s, 0, kend, slots, slot_row, lane, GEMV_ARGS);
     issue(s, 1, kend, slots + NR * slot_row, slot_row, lane, GEMV_ARGS);
-    if (kend > 0) {
-        const i64 span = min(row_bytes, (i64)PREFETCH);
-#pragma unroll
-        for (int r = 0; r < NR; r++) {
-            const int row = s.first * NR + r;
-            if (row < rows) {
-                const u8* w = row_at(row, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes).w;
-                for (i64 off = 128 * (i64)lane; off < span; off += 128 * WARP)
-                    asm volatile("prefetch.global.L2 [%0];" ::"l"(w + off));
-            }
-        }
-    }
     pdl_begin();
     if (XS) {
         const int c4 = cols / 4;
