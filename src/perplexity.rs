@@ -612,6 +612,11 @@ fn first_difference(a: &[u32], b: &[u32]) -> Option<usize> {
 
 /// `lamina perplexity`: checks the input before anything is uploaded, then scores.
 pub fn run(a: &PerplexityArgs) -> Result<Report> {
+    if a.chunks == Some(0) {
+        return Err(Error::Input(
+            "--chunks 0 scores nothing; give 1 or more".into(),
+        ));
+    }
     let text = read_text(&a.file)?;
     let mut model = open(&a.model, a)?;
     check_ctx(model.as_ref(), a.ctx)?;
