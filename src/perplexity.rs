@@ -28,19 +28,18 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub const METHOD: &str = "\
-Method (as llama.cpp's perplexity tool): the file is tokenized once (with BOS where the model \
-adds it) and cut into consecutive, non-overlapping windows of --ctx tokens; where the model uses \
-BOS, each window starts with BOS in place of its first token. Each window runs from an empty KV \
-cache and only its second half is scored: the tokens after the first ctx/2, each predicted with \
-at least ctx/2 tokens of context (ctx-1-ctx/2 tokens per window). PPL = exp(mean negative \
-log-likelihood), printed as it accumulates per window ([1]..,[2]..) and at the end with its \
+pub const METHOD: &str = "Method (as llama.cpp's perplexity tool): the file is tokenized once (with BOS where the model
+adds it) and cut into consecutive, non-overlapping windows of --ctx tokens; where the model uses
+BOS, each window starts with BOS in place of its first token. Each window runs from an empty KV
+cache and only its second half is scored: the tokens after the first ctx/2, each predicted with
+at least ctx/2 tokens of context (ctx-1-ctx/2 tokens per window). PPL = exp(mean negative
+log-likelihood), printed as it accumulates per window ([1]..,[2]..) and at the end with its
 standard error (PPL * stderr of the mean nll).
 
-With --kl-base BASE, the base (e.g. unquantized) model runs on the same windows; both models \
-stay loaded (memory: the sum of both). Reported as llama.cpp does: PPL of both, their ratio and \
-difference, the KL divergence KLD(base || model) per token over the full vocabulary (mean ± \
-stderr, median, percentiles, maximum), top-1 agreement (\"same top p\") and Δp, the change in \
+With --kl-base BASE, the base (e.g. unquantized) model runs on the same windows; both models
+stay loaded (memory: the sum of both). Reported as llama.cpp does: PPL of both, their ratio and
+difference, the KL divergence KLD(base || model) per token over the full vocabulary (mean ±
+stderr, median, percentiles, maximum), top-1 agreement (\"same top p\") and Δp, the change in
 probability of the correct token. Both tokenizers must give the same ids for the text.";
 
 /// The flags of `lamina perplexity`.

@@ -414,3 +414,70 @@ fn bad_input_is_a_clear_error() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// SmolLM2's weights dequantized to F32 (exactly the Q4_1/Q8_0 values) as the base, and the same
+/// values re-quantized to `dtype` (norms stay F32): a quantized variant of a real model.
+fn smollm2_requantized(path: &Path, dtype: DType) {
+    let smol = WeightStore::open(Path::new(&smollm2())).unwrap();
+    let data: Vec<(DType, Vec<u8>)> = smol
+        .tensors
+        .values()
+        .map(|t| {
+            if t.dtype == DType::F32 {
+                return (t.dtype, smol.bytes(t).to_vec());
+            }
+            let mut vals = vec![0f32; t.elements()];
+            lamina::quant::dequantize_row(t.dtype, smol.bytes(t), &mut vals).unwrap();
+            (dtype, lamina::quant::quantize_row(dtype, &vals).unwrap())
+        })
+        .collect();
+    let tensors: Vec<TensorData> = smol
+        .tensors
+        .values()
+        .zip(&data)
+        .map(|(t, (dt, bytes))| TensorData {
+            name: &t.name,
+            dtype: *dt,
+            shape: &t.shape,
+            bytes,
+        })
+        .collect();
+    std::fs::write(path, gguf::encode(&smol.meta, &tensors).unwrap()).unwrap();
+}
+
+/// The README's KL figures (minutes on lavapipe, so not in CI): `cargo test --release --test
+/// perplexity -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn smollm2_requantized_kl_figures() {
+    let dir = temp_dir("requant");
+    let path = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let base = path("smollm2-f32.gguf");
+    smollm2_requantized(Path::new(&base), DType::F32);
+    for dt in [DType::Q8_0, DType::Q4_0] {
+        let m = path(&format!("smollm2-{dt}.gguf"));
+        smollm2_requantized(Path::new(&m), dt);
+        let t0 = std::time::Instant::now();
+        let out = lamina(&[
+            "perplexity",
+            "-m",
+            &m,
+            "--kl-base",
+            &base,
+            "-f",
+            &english(),
+            "--chunks",
+            "2",
+            "--backend",
+            "wgpu",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        println!(
+            "== {dt} against F32, {:.0} s ==\n{}",
+            t0.elapsed().as_secs_f64(),
+            text(&out.stdout)
+        );
+        std::fs::remove_file(&m).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
