@@ -28,7 +28,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub const METHOD: &str = "Method (as llama.cpp's perplexity tool): the file is tokenized once (with BOS where the model
+pub const METHOD: &str =
+    "Method (as llama.cpp's perplexity tool): the file is tokenized once (with BOS where the model
 adds it) and cut into consecutive, non-overlapping windows of --ctx tokens; where the model uses
 BOS, each window starts with BOS in place of its first token. Each window runs from an empty KV
 cache and only its second half is scored: the tokens after the first ctx/2, each predicted with
