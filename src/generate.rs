@@ -31,6 +31,9 @@ pub trait InferenceAdapter {
     /// Runs `ids` as `prefill` does, returning the logits of its last `rows` positions
     /// (`rows` rows of `vocab_size`), for comparisons with other engines.
     fn prefill_rows(&mut self, ids: &[u32], rows: usize) -> Result<Vec<f32>>;
+    /// Forgets the cached sequence: the next prefill starts from an empty cache and shares
+    /// no prefix with what ran before (perplexity windows are independent).
+    fn reset(&mut self);
     /// Family and variant, e.g. "llama (SmolLM2)".
     fn model_type(&self) -> String;
     fn context_length(&self) -> usize;
@@ -266,6 +269,9 @@ impl<B: Backend> InferenceAdapter for Engine<B> {
             self.tokens.clear();
         }
         self.run(split, &ids[split..], true)
+    }
+    fn reset(&mut self) {
+        self.tokens.clear();
     }
     fn model_type(&self) -> String {
         format!("{:?} ({})", self.cfg.family, self.cfg.variant).to_lowercase()

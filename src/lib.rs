@@ -7,6 +7,7 @@ pub mod dtype;
 pub mod error;
 pub mod generate;
 pub mod model;
+pub mod perplexity;
 pub mod progress;
 pub mod quant;
 pub mod sample;

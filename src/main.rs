@@ -75,6 +75,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Perplexity of a model on a text, and with --kl-base its KL divergence from a base
+    /// model (llama.cpp's method and report).
+    #[command(after_help = lamina::perplexity::METHOD)]
+    Perplexity(lamina::perplexity::PerplexityArgs),
     /// Write the logits of a prompt (every position) as little-endian f32 rows: for
     /// comparisons with other engines.
     #[command(hide = true)]
@@ -216,6 +220,16 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
+        Cmd::Perplexity(a) => lamina::perplexity::run(&a).and_then(|r| {
+            if a.json {
+                let j =
+                    serde_json::to_string_pretty(&r).map_err(|e| Error::Input(e.to_string()))?;
+                println!("{j}");
+            } else {
+                print!("{}", lamina::perplexity::summary(&r));
+            }
+            Ok(())
+        }),
         Cmd::Logits {
             model,
             ids,
