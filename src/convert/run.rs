@@ -60,8 +60,9 @@ pub fn write_tensor(
     }
     let cols = info.cols();
     let rows = info.rows();
-    let bad_heads =
-        heads.filter(|&h| h == 0 || !(if rows == 1 { cols } else { rows }).is_multiple_of(2 * h));
+    // A bias permutes its elements as the weight permutes its rows.
+    let permuted_len = if rows == 1 { cols } else { rows };
+    let bad_heads = heads.filter(|&h| h == 0 || !permuted_len.is_multiple_of(2 * h));
     if let Some(h) = bad_heads {
         return Err(Error::Model(format!(
             "tensor '{}' {:?} does not split into {h} heads of pairs of rows",
