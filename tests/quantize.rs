@@ -12,7 +12,9 @@ use lamina::sample::argmax;
 use lamina::select::{open, BackendChoice};
 use lamina::testdata;
 use lamina::tokenizer::Tokenizer;
-use lamina::weights::gguf::{self, Metadata, MetadataExt, TensorData, Value};
+use lamina::weights::gguf::{
+    self, GgufWriter, Metadata, MetadataExt, TensorData, TensorDesc, Value,
+};
 use lamina::weights::WeightStore;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -507,4 +509,37 @@ fn bad_input_is_refused_before_writing() {
     quantize(&odd, &out, "q4_k");
     let st = WeightStore::open(&out).unwrap();
     assert_eq!(st.require("blk.0.attn_q.weight").unwrap().dtype, DType::F16);
+}
+
+/// A writer dropped or finished before every tensor is complete leaves neither OUT nor
+/// OUT.tmp; a complete one is renamed into place.
+#[test]
+fn partial_output_never_stays() {
+    let dir = test_dir("partial");
+    let out = dir.join("m.gguf");
+    let tmp = dir.join("m.gguf.tmp");
+    let mut meta = Metadata::new();
+    meta.insert("general.architecture".into(), Value::String("llama".into()));
+    let descs = [TensorDesc {
+        name: "a.weight".into(),
+        dtype: DType::F32,
+        shape: vec![2, 4],
+    }];
+    let mut w = GgufWriter::create(&out, &meta, &descs).unwrap();
+    w.write(&[0u8; 16]).unwrap();
+    assert!(tmp.exists() && !out.exists());
+    drop(w);
+    assert!(!tmp.exists() && !out.exists());
+    let mut w = GgufWriter::create(&out, &meta, &descs).unwrap();
+    w.write(&[0u8; 16]).unwrap();
+    let e = w.finish().unwrap_err().to_string();
+    assert!(e.contains("16 of its 32 bytes"), "{e}");
+    assert!(!tmp.exists() && !out.exists());
+    let mut w = GgufWriter::create(&out, &meta, &descs).unwrap();
+    assert!(w.write(&[0u8; 33]).is_err());
+    w.write(&[1u8; 32]).unwrap();
+    w.finish().unwrap();
+    assert!(out.exists() && !tmp.exists());
+    let st = WeightStore::open(&out).unwrap();
+    assert_eq!(st.bytes(st.require("a.weight").unwrap()), &[1u8; 32]);
 }

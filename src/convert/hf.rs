@@ -49,6 +49,10 @@ pub fn plan(m: &LoadedModel) -> Result<(Metadata, Vec<Planned>)> {
 
     let mut tensors = Vec::new();
     for (name, t) in &m.store.tensors {
+        // Older checkpoints store rope's inverse frequencies, which follow from the config.
+        if name.ends_with("rotary_emb.inv_freq") {
+            continue;
+        }
         let known = names::canonical_to_hf(name) != *name;
         if !known || !(name.ends_with(".weight") || name.ends_with(".bias")) {
             return Err(Error::Model(format!(
