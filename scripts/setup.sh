@@ -16,8 +16,9 @@ if ! command -v cargo >/dev/null; then
   # shellcheck disable=SC1091
   . "$HOME/.cargo/env"
 fi
-python3 -c 'import numpy, safetensors' 2>/dev/null \
-  || python3 -m pip install -q --disable-pip-version-check numpy safetensors
+# gguf: llama.cpp's Python reader, which tests/quantize.rs runs on every file it writes.
+python3 -c 'import numpy, safetensors, gguf, importlib.metadata as m; assert m.version("gguf") == "0.19.0"' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check numpy safetensors gguf==0.19.0
 scripts/fetch_testdata.sh >/dev/null
 scripts/fetch_nvrtc.sh >/dev/null
 python3 scripts/make_tiny_models.py >/dev/null

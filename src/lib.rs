@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod bench;
 pub mod chat;
+pub mod convert;
 pub mod dtype;
 pub mod error;
 pub mod generate;

@@ -79,6 +79,21 @@ enum Cmd {
     /// model (llama.cpp's method and report).
     #[command(after_help = lamina::perplexity::METHOD)]
     Perplexity(lamina::perplexity::PerplexityArgs),
+    /// Write a GGUF file of a model with its weights in another type: a safetensors model
+    /// folder or a GGUF file in (metadata, tokenizer and chat template carried over).
+    Quantize {
+        /// A .gguf file or a folder with config.json, *.safetensors and tokenizer.json.
+        input: std::path::PathBuf,
+        /// The .gguf file to write (written as OUT.tmp, renamed when complete).
+        output: std::path::PathBuf,
+        /// f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, or a
+        /// llama.cpp mixture: q3_k_m, q4_k_s, q4_k_m, q5_k_s, q5_k_m.
+        #[arg(short = 't', long = "type")]
+        qtype: String,
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Write the logits of a prompt (every position) as little-endian f32 rows: for
     /// comparisons with other engines.
     #[command(hide = true)]
@@ -230,6 +245,18 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Cmd::Quantize {
+            input,
+            output,
+            qtype,
+            threads,
+        } => lamina::convert::quantize(&lamina::convert::Options {
+            input,
+            output,
+            qtype,
+            threads,
+        })
+        .map(|_| ()),
         Cmd::Logits {
             model,
             ids,

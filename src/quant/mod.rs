@@ -94,10 +94,25 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()>
 /// legacy block types (the same bytes GGML's reference quantizer writes), a least-squares
 /// scale search for the K-quants.
 pub fn quantize_row(dtype: DType, src: &[f32]) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; row_len(dtype, src.len())?];
+    quantize_row_into(dtype, src, &mut out)?;
+    Ok(out)
+}
+
+/// `quantize_row` into a caller's buffer, which must be exactly the row's byte length (no
+/// allocation per row: `lamina quantize` calls this billions of elements at a time).
+pub fn quantize_row_into(dtype: DType, src: &[f32], out: &mut [u8]) -> Result<()> {
     if !QUANTIZE_DTYPES.contains(&dtype) {
         return Err(unsupported("quantize", dtype, QUANTIZE_DTYPES));
     }
-    let mut out = vec![0u8; row_len(dtype, src.len())?];
+    let need = row_len(dtype, src.len())?;
+    if out.len() != need {
+        return Err(Error::Format(format!(
+            "a {dtype} row of {} elements takes {need} bytes; the buffer has {}",
+            src.len(),
+            out.len()
+        )));
+    }
     let be = dtype.block_bytes();
     let ne = dtype.block_elems();
     let blocks = src.chunks_exact(ne).zip(out.chunks_exact_mut(be));
@@ -119,7 +134,7 @@ pub fn quantize_row(dtype: DType, src: &[f32]) -> Result<Vec<u8>> {
         DType::Q6_K => blocks.for_each(|(x, b)| kquants::quant_q6_k(x, b)),
         _ => unreachable!("checked against QUANTIZE_DTYPES above"),
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The little-endian f16 at byte `at`, widened (exactly) to f32.

@@ -14,6 +14,14 @@ pub(super) fn nearest(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
+/// Accumulator lanes of the search loops (groups are 16 or 32 values).
+const LANES: usize = 8;
+
+/// The sum of the lanes.
+fn total(a: [f32; LANES]) -> f64 {
+    a.iter().map(|&v| v as f64).sum::<f64>()
+}
+
 /// Sums of a group's values needed by every fit.
 struct Moments {
     n: f64,
@@ -33,17 +41,28 @@ fn moments(x: &[f32]) -> Moments {
 /// by least squares with m >= 0. Returns the fitted (s, m) and their squared error.
 fn affine_try(x: &[f32], mo: &Moments, s: f32, m: f32, top: f32) -> Option<(f32, f32, f64)> {
     let inv = 1.0 / s;
-    // Integer sums of integer levels, and an f32 sum over one small group: exact or close
-    // enough, and without the f64 dependency chains that made this loop the slow part.
-    let (mut sl, mut sll, mut sxl) = (0u32, 0u32, 0.0f32);
-    for &v in x {
-        let l = nearest((v + m) * inv).clamp(0.0, top);
-        let li = l as u32;
-        sl += li;
-        sll += li * li;
-        sxl += v * l;
+    // Sums in LANES independent f32 accumulators, so the loop runs as SIMD (this loop is
+    // most of the time `lamina quantize` spends on K-quants). Level sums are integers far
+    // below 2^24, so exact in f32; the x * level sum is rounded once per lane.
+    let (mut sl, mut sll, mut sxl) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        let c: &[f32; LANES] = c.try_into().expect("chunks_exact");
+        for j in 0..LANES {
+            let l = nearest((c[j] + m) * inv).clamp(0.0, top);
+            sl[j] += l;
+            sll[j] += l * l;
+            sxl[j] += c[j] * l;
+        }
     }
-    let (sl, sll, sxl) = (sl as f64, sll as f64, sxl as f64);
+    for &v in rest {
+        let l = nearest((v + m) * inv).clamp(0.0, top);
+        sl[0] += l;
+        sll[0] += l * l;
+        sxl[0] += v * l;
+    }
+    let (sl, sll, sxl) = (total(sl), total(sll), total(sxl));
     let det = mo.n * sll - sl * sl;
     if det <= 0.0 {
         return None;
@@ -106,13 +125,23 @@ pub(super) fn fit_symmetric(x: &[f32], half: i32) -> f32 {
         let mut s = max / -(half as f32 + 0.1 * k as f32);
         for _ in 0..2 {
             let inv = 1.0 / s;
-            let (mut sxq, mut sqq) = (0.0f32, 0i32);
-            for &v in x {
-                let q = nearest(v * inv).clamp(lo, hi);
-                sxq += v * q;
-                sqq += q as i32 * q as i32;
+            let (mut sxq, mut sqq) = ([0.0f32; LANES], [0.0f32; LANES]);
+            let chunks = x.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            for c in chunks {
+                let c: &[f32; LANES] = c.try_into().expect("chunks_exact");
+                for j in 0..LANES {
+                    let q = nearest(c[j] * inv).clamp(lo, hi);
+                    sxq[j] += c[j] * q;
+                    sqq[j] += q * q;
+                }
             }
-            let (sxq, sqq) = (sxq as f64, sqq as f64);
+            for &v in rest {
+                let q = nearest(v * inv).clamp(lo, hi);
+                sxq[0] += v * q;
+                sqq[0] += q * q;
+            }
+            let (sxq, sqq) = (total(sxq), total(sqq));
             if sqq == 0.0 || sxq == 0.0 {
                 break;
             }

@@ -63,7 +63,7 @@ fn tok_err(context: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Tokenizer {
-    fn from_parts(p: Parts) -> Result<Tokenizer> {
+    fn from_parts(p: Parts, log: bool) -> Result<Tokenizer> {
         let n = p.vocab_size as u32;
         for (what, id) in [("bos", p.bos), ("eos", p.eos)] {
             if let Some(id) = id.filter(|&id| id >= n) {
@@ -92,13 +92,21 @@ impl Tokenizer {
             vocab_size: p.vocab_size,
             source: p.source,
         };
-        tracing::info!("tokenizer: {}", t.kind());
+        if log {
+            tracing::info!("tokenizer: {}", t.kind());
+        }
         Ok(t)
     }
 
     /// Built from the `tokenizer.ggml.*` keys of a GGUF file.
     pub fn from_gguf(meta: &Metadata) -> Result<Tokenizer> {
-        Tokenizer::from_parts(gguf::build(meta)?)
+        Tokenizer::from_parts(gguf::build(meta)?, true)
+    }
+
+    /// `from_gguf` without the INFO line: for trying candidate vocabularies (`lamina
+    /// quantize` picks the `tokenizer.ggml.pre` that reproduces a tokenizer.json).
+    pub fn from_gguf_quiet(meta: &Metadata) -> Result<Tokenizer> {
+        Tokenizer::from_parts(gguf::build(meta)?, false)
     }
 
     /// `tokenizer.json`, with `tokenizer_config.json` beside it when there is one.
@@ -127,7 +135,7 @@ impl Tokenizer {
             }
             None => serde_json::Value::Null,
         };
-        Tokenizer::from_parts(json_parts(hf, &config, json)?)
+        Tokenizer::from_parts(json_parts(hf, &config, json)?, true)
     }
 
     /// Token ids of `text`. `add_special` adds BOS/EOS where the model asks for them;
@@ -186,6 +194,11 @@ impl Tokenizer {
     /// Whether `encode(.., add_special = true, ..)` puts BOS first.
     pub fn adds_bos(&self) -> bool {
         self.add_bos
+    }
+
+    /// Whether `encode(.., add_special = true, ..)` puts EOS last.
+    pub fn adds_eos(&self) -> bool {
+        self.add_eos
     }
 
     /// Ids that end a generated turn: EOS and the end-of-turn tokens the vocabulary has.

@@ -6,6 +6,7 @@
 //! against the bytes that remain before anything is allocated for it, and every tensor's
 //! range against the file length, with checked arithmetic.
 
+pub use super::gguf_write::{encode, GgufWriter, TensorData, TensorDesc};
 use super::{map_file, names, Format, TensorInfo, WeightStore};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -35,8 +36,8 @@ pub enum Value {
 /// Metadata by key, in file order of keys sorted.
 pub type Metadata = BTreeMap<String, Value>;
 
-const MAGIC: &[u8; 4] = b"GGUF";
-const DEFAULT_ALIGNMENT: usize = 32;
+pub(super) const MAGIC: &[u8; 4] = b"GGUF";
+pub(super) const DEFAULT_ALIGNMENT: usize = 32;
 /// GGML tensors have at most 4 dimensions.
 const MAX_DIMS: usize = 4;
 /// Arrays of arrays are legal; deeper nesting than this is only a way to exhaust the stack.
@@ -73,7 +74,7 @@ impl Value {
         }
     }
 
-    fn type_id(&self) -> u32 {
+    pub(super) fn type_id(&self) -> u32 {
         match self {
             Value::U8(_) => 0,
             Value::I8(_) => 1,
@@ -449,7 +450,7 @@ fn tensor_len(name: &str, dtype: DType, shape: &[usize]) -> std::result::Result<
         .ok_or_else(|| format!("tensor '{name}': dimensions {shape:?} overflow"))
 }
 
-fn align_up(x: usize, a: usize) -> Option<usize> {
+pub(super) fn align_up(x: usize, a: usize) -> Option<usize> {
     x.checked_add(a - 1).map(|y| y / a * a)
 }
 
@@ -599,102 +600,4 @@ impl<'a> Reader<'a> {
         let offset = self.u64(&format!("tensor '{name}': offset"))?;
         Ok((name, dtype, ne, offset))
     }
-}
-
-/// A tensor to write with `encode`: its bytes are written as given.
-pub struct TensorData<'a> {
-    pub name: &'a str,
-    pub dtype: DType,
-    /// Outermost first.
-    pub shape: &'a [usize],
-    pub bytes: &'a [u8],
-}
-
-/// A GGUF v3 file holding `meta` and `tensors` (used to make small models and broken files
-/// in tests, and by tools that write GGUF).
-pub fn encode(meta: &Metadata, tensors: &[TensorData]) -> Result<Vec<u8>> {
-    let alignment = match meta.get("general.alignment") {
-        Some(v) => v
-            .as_u64()
-            .and_then(|a| usize::try_from(a).ok())
-            .filter(|a| a.is_power_of_two())
-            .ok_or_else(|| Error::Format("general.alignment must be a power of two".into()))?,
-        None => DEFAULT_ALIGNMENT,
-    };
-    let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&3u32.to_le_bytes());
-    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(meta.len() as u64).to_le_bytes());
-    for (key, value) in meta {
-        put_str(&mut out, key);
-        out.extend_from_slice(&value.type_id().to_le_bytes());
-        put_value(&mut out, value, key)?;
-    }
-    let mut offset = 0usize;
-    for t in tensors {
-        let expect = t.dtype.tensor_bytes(t.shape);
-        if expect != Some(t.bytes.len()) {
-            return Err(Error::Format(format!(
-                "tensor '{}': {} bytes given, {:?} expected for {} {:?}",
-                t.name,
-                t.bytes.len(),
-                expect,
-                t.dtype,
-                t.shape
-            )));
-        }
-        let id = t.dtype.ggml_id().ok_or_else(|| {
-            Error::Format(format!("tensor '{}': {} has no GGML id", t.name, t.dtype))
-        })?;
-        put_str(&mut out, t.name);
-        out.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
-        for d in t.shape.iter().rev() {
-            out.extend_from_slice(&(*d as u64).to_le_bytes());
-        }
-        out.extend_from_slice(&id.to_le_bytes());
-        out.extend_from_slice(&(offset as u64).to_le_bytes());
-        offset = align_up(offset + t.bytes.len(), alignment).expect("small test files");
-    }
-    for t in tensors {
-        out.resize(align_up(out.len(), alignment).expect("small test files"), 0);
-        out.extend_from_slice(t.bytes);
-    }
-    Ok(out)
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn put_value(out: &mut Vec<u8>, v: &Value, key: &str) -> Result<()> {
-    match v {
-        Value::U8(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::I8(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::Bool(x) => out.push(*x as u8),
-        Value::String(s) => put_str(out, s),
-        Value::Array(items) => {
-            let ty = items.first().map_or(0, Value::type_id);
-            if items.iter().any(|i| i.type_id() != ty) {
-                return Err(Error::Format(format!(
-                    "metadata '{key}': GGUF arrays hold one type"
-                )));
-            }
-            out.extend_from_slice(&ty.to_le_bytes());
-            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            for item in items {
-                put_value(out, item, key)?;
-            }
-        }
-    }
-    Ok(())
 }

@@ -2,6 +2,7 @@
 //! Tensors get canonical names (GGUF's naming: `blk.N.attn_q.weight`) whatever the file used.
 
 pub mod gguf;
+mod gguf_write;
 pub mod names;
 pub mod safetensors;
 

@@ -108,6 +108,21 @@ pub fn gguf_to_canonical(name: &str, arch: &str) -> String {
     name.to_string()
 }
 
+/// The GGUF name of a canonical name for architecture `arch` (the inverse of
+/// `gguf_to_canonical`).
+pub fn canonical_to_gguf(name: &str, arch: &str) -> String {
+    if arch == "phi3" {
+        if let Some(rest) = name.strip_prefix("blk.") {
+            if let Some((n, tail)) = rest.split_once('.') {
+                if let Some(param) = tail.strip_prefix("ffn_gate_up.") {
+                    return format!("blk.{n}.ffn_up.{param}");
+                }
+            }
+        }
+    }
+    name.to_string()
+}
+
 /// The layer index of a canonical per-layer name (`blk.N....`).
 pub fn layer_of(name: &str) -> Option<usize> {
     name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
@@ -178,6 +193,10 @@ mod tests {
         );
         assert_eq!(
             gguf_to_canonical("blk.2.ffn_up.weight", "llama"),
+            "blk.2.ffn_up.weight"
+        );
+        assert_eq!(
+            canonical_to_gguf("blk.2.ffn_gate_up.weight", "phi3"),
             "blk.2.ffn_up.weight"
         );
         assert_eq!(layer_of("blk.17.attn_q.weight"), Some(17));
