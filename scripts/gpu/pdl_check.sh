@@ -10,7 +10,6 @@ gzip -dc .gpu/lamina.gz >/tmp/lamina && chmod +x /tmp/lamina
 L=/tmp/lamina M=/tmp/m32
 export RUST_LOG=warn
 python3 scripts/gpu/make_llama.py $M 32 2>&1 | tail -1
-cp .gpu/testdata/npm/tokenizer-llama3_1/models/tokenizer*.json $M/
 for pdl in 0 1; do
   echo "LAMINA_CUDA_PDL=$pdl"
   LAMINA_CUDA_PDL=$pdl $L bench -m $M --backends cuda -p 512 -n 128 -r 3 2>&1 | tail -1

@@ -8,7 +8,6 @@ gzip -dc .gpu/lamina.gz >/tmp/lamina && chmod +x /tmp/lamina
 L=/tmp/lamina M=/tmp/m4 OUT=${OUT:-/tmp}
 export RUST_LOG=warn
 python3 scripts/gpu/make_llama.py $M 4 2>&1 | tail -1
-cp .gpu/testdata/npm/tokenizer-llama3_1/models/tokenizer*.json $M/
 $L bench -m $M --backends cuda -p 512 -n 128 -r 3 2>&1 | tail -3
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
 echo "ncu: $NCU"

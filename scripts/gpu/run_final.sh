@@ -15,7 +15,6 @@ L=/tmp/lamina M=/tmp/m8b T=tests/data/gettysburg_declaration.txt
 step() { echo "== $* ($(date -u +%T), ${SECONDS}s)"; }
 step make model
 timeout 150 python3 scripts/gpu/make_llama.py $M 32 2>&1 | tail -1
-cp .gpu/testdata/npm/tokenizer-llama3_1/models/tokenizer*.json $M/
 export RUST_LOG=info
 for q in q8_0 q4_k_m; do
   step quantize $q

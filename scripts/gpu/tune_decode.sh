@@ -6,7 +6,6 @@ gzip -dc .gpu/lamina.gz >/tmp/lamina && chmod +x /tmp/lamina
 L=/tmp/lamina M=/tmp/m32
 export RUST_LOG=warn
 python3 scripts/gpu/make_llama.py $M 32 2>&1 | tail -1
-cp .gpu/testdata/npm/tokenizer-llama3_1/models/tokenizer*.json $M/
 while read -r pdl sw defs; do
   echo "PDL=$pdl SWIGLU=$sw DEFINES=$defs"
   LAMINA_CUDA_PDL=$pdl LAMINA_CUDA_SWIGLU=$sw LAMINA_CUDA_DEFINES="$defs" $L bench -m $M --backends cuda -p 512 -n 128 -r 3 2>&1 | tail -1 | cut -d'|' -f6,11
