@@ -70,15 +70,18 @@ pub const VECTOR_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 
 /// Units (32 elements) per chunk that matmul_gemv streams through shared memory for a GGUF
 /// format (CU in matmul.cu): about 1.5 to 2.5 KB of a row, so that a warp's two rows have
-/// 64 to 160 bytes per lane in flight. A multiple of the warp and of the 8 units of a K-quant
-/// block.
+/// 64 to 160 bytes per lane in flight; Q8_0 4.3 KB (128 units: 773 against 707-742 tok/s
+/// with 64 on an 8-layer 8B-shape model, H100, scripts/gpu/tune_gguf.sh). A multiple of the
+/// warp and of the 8 units of a K-quant block.
 pub fn gemv_chunk_units(dtype: DType) -> usize {
+    // LAMINA_CUDA_GEMV_CU=32|64|128 overrides, for tuning runs on a GPU machine.
+    let forced = std::env::var("LAMINA_CUDA_GEMV_CU")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&c| [32, 64, 128].contains(&c));
     let per_unit = dtype.block_bytes() * 32 / dtype.block_elems().max(1);
-    if per_unit <= 20 {
-        128
-    } else {
-        64
-    }
+    let wide = per_unit <= 20 || dtype == DType::Q8_0;
+    forced.unwrap_or(if wide { 128 } else { 64 })
 }
 
 /// Bytes of one row's chunk slot in matmul_gemv's shared memory: the chunk's blocks plus the
