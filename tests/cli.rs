@@ -4,33 +4,11 @@
 use lamina::dtype::DType;
 use lamina::weights::gguf::{self, Metadata, TensorData, Value};
 use lamina::{testdata, weights::WeightStore};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn lamina(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lamina"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the lamina binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn smollm2() -> String {
-    testdata::file(testdata::SMOLLM2)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lamina-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::bin::{lamina, smollm2, test_dir, text};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 /// A one-layer llama GGUF with SmolLM2's tokenizer whose `ffn_down` is IQ2_XXS, a type no
 /// backend of ours runs.
@@ -103,7 +81,7 @@ fn write_iq2_model(path: &Path) {
 
 #[test]
 fn an_unsupported_dtype_is_refused_before_anything_is_uploaded() {
-    let dir = temp_dir("iq2");
+    let dir = test_dir("iq2");
     let path = dir.join("iq2.gguf");
     write_iq2_model(&path);
     let p = path.to_str().unwrap();
@@ -315,7 +293,7 @@ fn inspect_reports_both_real_ggufs_and_a_sharded_folder() {
 #[test]
 fn a_folder_without_a_tokenizer_is_a_clear_error() {
     let src = testdata::file("tiny/qwen25-tiny").unwrap();
-    let dir = temp_dir("notok");
+    let dir = test_dir("notok");
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }

@@ -9,39 +9,17 @@ use lamina::testdata;
 use lamina::weights::gguf::{self, Metadata, TensorData, Value};
 use lamina::weights::WeightStore;
 use serde_json::Value as Json;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn lamina(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lamina"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the lamina binary runs")
-}
+mod common;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn smollm2() -> String {
-    testdata::file(testdata::SMOLLM2)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
+use common::bin::{lamina, smollm2, test_dir, text};
+use std::path::Path;
 
 fn english() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/gettysburg_declaration.txt")
         .to_string_lossy()
         .into_owned()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lamina-ppl-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// `lamina perplexity ... --json`, which must succeed.
@@ -92,7 +70,7 @@ fn parse_id_list(s: &str) -> Vec<u32> {
 
 #[test]
 fn ppl_matches_an_independent_computation_from_the_raw_logits() {
-    let dir = temp_dir("arith");
+    let dir = test_dir("arith");
     let model = dir.join("smollm2-bos.gguf");
     let bos = smollm2_with_bos(&model);
     let m = model.to_str().unwrap();
@@ -309,7 +287,7 @@ fn tiny_model(path: &Path, dtype: DType) {
 
 #[test]
 fn kl_is_zero_against_itself_and_grows_with_coarser_quantization() {
-    let dir = temp_dir("kl");
+    let dir = test_dir("kl");
     let path = |n: &str| dir.join(n).to_string_lossy().into_owned();
     let (base, q8, q4) = (path("bf16.gguf"), path("q8_0.gguf"), path("q4_0.gguf"));
     tiny_model(Path::new(&base), DType::BF16);
@@ -363,7 +341,7 @@ fn kl_is_zero_against_itself_and_grows_with_coarser_quantization() {
 
 #[test]
 fn bad_input_is_a_clear_error() {
-    let dir = temp_dir("bad");
+    let dir = test_dir("bad");
     let m = smollm2();
     let file = |name: &str, bytes: &[u8]| {
         let p = dir.join(name);
@@ -450,7 +428,7 @@ fn smollm2_requantized(path: &Path, dtype: DType) {
 #[test]
 #[ignore]
 fn smollm2_requantized_kl_figures() {
-    let dir = temp_dir("requant");
+    let dir = test_dir("requant");
     let path = |n: &str| dir.join(n).to_string_lossy().into_owned();
     let base = path("smollm2-f32.gguf");
     smollm2_requantized(Path::new(&base), DType::F32);

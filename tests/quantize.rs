@@ -17,26 +17,12 @@ use lamina::weights::gguf::{
 };
 use lamina::weights::WeightStore;
 use serde_json::json;
+
+mod common;
+
+use common::bin::{lamina, test_dir};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-fn lamina(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lamina"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the lamina binary runs")
-}
-
-fn test_dir(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!("lamina-quant-{name}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use std::process::Command;
 
 fn tiny(name: &str) -> PathBuf {
     testdata::file(&format!("tiny/{name}"))

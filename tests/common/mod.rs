@@ -1,6 +1,7 @@
 //! Support shared by integration tests.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod golden;
 
 use golden::{Golden, Run};

@@ -300,9 +300,7 @@ impl Cuda {
             c.op_matmul_group(x, &views, &outs, t)?;
             c.op_swiglu(outs[0], outs[1], outs[0], t * views[0].rows)
         };
-        // LAMINA_CUDA_SWIGLU=parts: the unfused launches, for comparisons.
-        let unfused = std::env::var("LAMINA_CUDA_SWIGLU").is_ok_and(|v| v == "parts");
-        if unfused || t > MAX_T || views.iter().any(|v| v.w.dtype == DType::I8) {
+        if self.swiglu_parts || t > MAX_T || views.iter().any(|v| v.w.dtype == DType::I8) {
             return parts(self);
         }
         let (Some(g), Some(u)) = (

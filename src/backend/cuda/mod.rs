@@ -270,6 +270,8 @@ pub struct Cuda {
     /// Programmatic dependent launch: compute capability 9.0 or later, unless
     /// LAMINA_CUDA_PDL=0 (every launch then waits for the one ahead, as plain launches do).
     pdl: bool,
+    /// LAMINA_CUDA_SWIGLU=parts: gate/up and SwiGLU as separate launches (comparisons).
+    swiglu_parts: bool,
     info: DeviceInfo,
     /// Bytes of every live DevMem of this backend.
     live: Arc<AtomicU64>,
@@ -374,6 +376,7 @@ impl Cuda {
             sync_each: std::env::var("LAMINA_CUDA_SYNC").is_ok_and(|v| v == "1"),
             f32_attention: std::env::var("LAMINA_CUDA_ATTN").is_ok_and(|v| v == "f32"),
             pdl: info.compute.0 >= 9 && std::env::var("LAMINA_CUDA_PDL").map_or(true, |v| v != "0"),
+            swiglu_parts: std::env::var("LAMINA_CUDA_SWIGLU").is_ok_and(|v| v == "parts"),
             info,
             live,
             stream,

@@ -74,11 +74,15 @@ pub const VECTOR_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 /// with 64 on an 8-layer 8B-shape model, H100, scripts/gpu/tune_gguf.sh). A multiple of the
 /// warp and of the 8 units of a K-quant block.
 pub fn gemv_chunk_units(dtype: DType) -> usize {
-    // LAMINA_CUDA_GEMV_CU=32|64|128 overrides, for tuning runs on a GPU machine.
-    let forced = std::env::var("LAMINA_CUDA_GEMV_CU")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&c| [32, 64, 128].contains(&c));
+    // LAMINA_CUDA_GEMV_CU=32|64|128 overrides, for tuning runs on a GPU machine (read once:
+    // this runs at every GGUF GEMV launch).
+    static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let forced = *FORCED.get_or_init(|| {
+        std::env::var("LAMINA_CUDA_GEMV_CU")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|c| [32, 64, 128].contains(c))
+    });
     let per_unit = dtype.block_bytes() * 32 / dtype.block_elems().max(1);
     let wide = per_unit <= 20 || dtype == DType::Q8_0;
     forced.unwrap_or(if wide { 128 } else { 64 })
