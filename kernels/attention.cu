@@ -151,27 +151,56 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u16* __r
 
 // Merges the nsplit slices of each (row, query head): out = sum_s o_s e^(m_s - M) /
 // sum_s l_s e^(m_s - M). Grid: x = row, y = query head.
+// Merges the nsplit (<= 64) slices (o, m, l) of nq (<= NQ_COMBINE) queries into their d
+// outputs, with all of the block's threads. Query n is (row, head) index
+// base + (n / group) * heads + kvh * group + n % group of `part` and `out`. Warp n % warps
+// takes query n's m and l (a lane per slice) into w[n] (the slices' weights, then 1 / l), so
+// each output is then one pass of independent loads. Loads bypass L1 (__ldcg): in
+// attention_decode other blocks wrote the slices during this launch.
+#define NQ_COMBINE 8
+__device__ __forceinline__ void combine_slices(const float* part, float* out, int nq, i64 base, int group, int heads,
+                                               int kvh, int d, int nsplit, float (*w)[65]) {
+    const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, nw = blockDim.x / WARP;
+    for (int n = warp; n < nq; n += nw) {
+        const float* pp = part + (base + (n / group) * heads + kvh * group + n % group) * nsplit * (d + 2);
+        float m[2], l = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int s = lane + WARP * i;
+            m[i] = s < nsplit ? __ldcg(pp + s * (d + 2) + d) : -INFINITY;
+        }
+        const float mx = warp_max(fmaxf(m[0], m[1]));
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int s = lane + WARP * i;
+            const float e = m[i] == -INFINITY ? 0.0f : expf(m[i] - mx);
+            if (m[i] != -INFINITY) l += __ldcg(pp + s * (d + 2) + d + 1) * e;
+            if (s < nsplit) w[n][s] = e;
+        }
+        l = warp_sum(l);
+        // A NaN l (a position past the cache) or no keys at all make the row NaN.
+        if (lane == 0) w[n][64] = l > 0.0f ? 1.0f / l : NAN_F32;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < nq * d; i += blockDim.x) {
+        const int n = i / d, c = i % d;
+        const i64 rh = base + (n / group) * heads + kvh * group + n % group;
+        const float* pp = part + rh * nsplit * (d + 2);
+        float acc = 0.0f;
+#pragma unroll 8
+        for (int s = 0; s < nsplit; s++) {
+            const float ws = w[n][s], o = __ldcg(pp + s * (d + 2) + c);
+            acc = ws != 0.0f ? fmaf(o, ws, acc) : acc;
+        }
+        out[rh * d + c] = acc * w[n][64];
+    }
+}
+
 extern "C" __global__ void attention_combine(const float* __restrict__ part, float* __restrict__ out, int heads,
                                              int d, int nsplit) {
     pdl_begin();
-    const float* pp = part + ((i64)blockIdx.x * heads + blockIdx.y) * nsplit * (d + 2);
-    float mx = -INFINITY;
-    for (int s = 0; s < nsplit; s++) mx = fmaxf(mx, pp[s * (d + 2) + d]);
-    float l = 0.0f;
-    for (int s = 0; s < nsplit; s++) {
-        const float ms = pp[s * (d + 2) + d];
-        if (ms != -INFINITY) l += pp[s * (d + 2) + d + 1] * expf(ms - mx);
-    }
-    const float inv = l > 0.0f ? 1.0f / l : NAN_F32;
-    float* dst = out + ((i64)blockIdx.x * heads + blockIdx.y) * d;
-    for (int c = threadIdx.x; c < d; c += blockDim.x) {
-        float acc = 0.0f;
-        for (int s = 0; s < nsplit; s++) {
-            const float ms = pp[s * (d + 2) + d];
-            if (ms != -INFINITY) acc += pp[s * (d + 2) + c] * expf(ms - mx);
-        }
-        dst[c] = acc * inv;
-    }
+    __shared__ float w[1][65];
+    combine_slices(part, out, 1, (i64)blockIdx.x * heads + blockIdx.y, 1, heads, 0, d, nsplit, w);
 }
 
 #ifdef HEAD_DIM
@@ -183,7 +212,8 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part, flo
 // sums q . k over the warp (a reduce-scatter: 9 shuffles for 8 keys, one exp per lane), and
 // keeps an online softmax per query. The block's warps take
 // interleaved groups of 8 keys of its slice and merge their (m, l, o) through shared memory;
-// the slice's result goes to `part` for attention_combine, in the layout of `attention`.
+// the slice's result goes to `part`, in the layout of `attention`, and the last block of a
+// kv head to finish merges the slices into `out` (a counter per kv head in `done`).
 #define NQ_MAX 8
 #define DEC_WARPS 4
 #define KG 8
@@ -198,7 +228,7 @@ __device__ __forceinline__ void f16x4(uint2 v, float* f) {
 extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2)
     attention_decode(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
                      const u32* __restrict__ pos, float* __restrict__ part, int t, int heads, int kv_heads,
-                     int max_ctx, int nsplit, float scale) {
+                     int max_ctx, int nsplit, float scale, float* __restrict__ out, u32* __restrict__ done) {
     pdl_begin();
     __shared__ float ms[DEC_WARPS][NQ_MAX], ls[DEC_WARPS][NQ_MAX];
     __shared__ __align__(16) float os[DEC_WARPS][NQ_MAX][HEAD_DIM];
@@ -346,6 +376,20 @@ extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2)
             pp[HEAD_DIM + 1] = bad ? NAN_F32 : L;
         }
     }
+
+    // The block that finishes its kv head's slices last merges them into `out` (what
+    // attention_combine does, without a launch of its own) and sets the counter back to
+    // zero for the next launch.
+    __shared__ u32 last;
+    __shared__ float w[NQ_COMBINE][65];
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(done + kvh, 1u) == (u32)nsplit - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    combine_slices(part, out, nq, 0, group, heads, kvh, HEAD_DIM, nsplit, w);
+    if (threadIdx.x == 0) done[kvh] = 0;
 }
 
 // attention_mma: prefill attention on tensor cores (mma.sync m16n8k16, f16 in, f32 out),

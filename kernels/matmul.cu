@@ -1,6 +1,7 @@
 // matmul: out[t, rows] = x[t, cols] . W[rows, cols]^T, W in its file format (quant.cuh).
 // Compiled once per weight format: -DFMT=<DType>, plus -DPLAIN for F32/F16/BF16 (-DSCALAR
-// for plain rows that are not 16-byte vectors) and -DCU=<units per chunk> for GGUF blocks.
+// for plain rows that are not 16-byte vectors) and -DCU=<units per chunk> for GGUF blocks
+// (-DNO_IDOT: f32 products only, for comparisons).
 //
 // matmul_gemv (one token) and matmul_gemv_t8 (up to MAX_T tokens, T at run time): the decode
 // product, built to keep the memory system busy: one pass over the weight rows, each loaded
@@ -15,12 +16,15 @@
 // - GGUF blocks (2-byte aligned, 18..210 bytes): a lane per 32-element unit would read x in
 //   128-byte strides and its block in misaligned pieces, both slow in L1. Instead each warp
 //   streams its rows in chunks of CU units through shared memory with cp.async (16-byte,
-//   coalesced, two chunks in flight: the next while the current is computed), lanes decode
+//   coalesced, NSLOT chunks in flight: the next ones while the current is computed), lanes decode
 //   units from there, and x sits in shared memory padded by 4 floats per unit so that lanes
 //   reading consecutive units hit distinct banks. The grid is persistent (as many blocks as
 //   fit), warps take row pairs in turn, and a warp's chunk stream runs across its pairs, so
 //   the pipeline never drains between rows. matmul_gemv_xg reads x from global memory
-//   instead, for x too large for shared memory (the host decides).
+//   instead, for x too large for shared memory (the host decides). One token of a format
+//   with integer units (IDot: Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) multiplies with dp4a:
+//   each block first writes x as two 8-bit digits per element (stage_x_digits), and a unit
+//   costs 16 dp4a per row instead of 32 decodes and 32 FMAs.
 // matmul_dequant: a band of rows of a GGUF weight as f16, the per-call scratch that feeds
 // cuBLASLt for prefill (never stored). matmul_cast: activations to f16/bf16 for cuBLASLt.
 #include "quant.cuh"
@@ -214,6 +218,7 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_t8(GEMV_
 #else  // GGUF blocks
 
 typedef Dot<FMT> D;
+typedef IDot<FMT> ID;
 // Units (32 elements) per block of the format: 1, or 8 for the 256-element K-quants.
 #define UPB (Fmt::BLOCK_ELEMS / 32)
 // Floats of x per unit in shared memory: 32 and 4 of padding.
@@ -231,8 +236,15 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 
-// Waits until at most one committed group of this thread is still in flight.
-__device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
+// Chunk slots per warp (chunks in flight while one is computed, plus one).
+#ifndef NSLOT
+#define NSLOT 2
+#endif
+
+// Waits until at most NSLOT - 1 committed groups of this thread are still in flight.
+__device__ __forceinline__ void cp_async_wait_slots() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(NSLOT - 1) : "memory");
+}
 
 // A warp's stream of chunks: chunk k is chunk (k % nch) of row pair (first + (k / nch) * step).
 struct Stream {
@@ -272,16 +284,103 @@ __device__ __forceinline__ void issue(const Stream& s, int k, int kend, u8* slot
     cp_async_commit();
 }
 
-// Shared memory: per warp two slots of NR rows of slot_row bytes, then (XS) x: T rows of
+// Rounds of x loads a thread issues before it uses the first: x is read once per block
+// from L2, and one round at a time would leave a 14336-wide x (down projection) waiting for
+// 14 round trips before the first chunk is computed; 8 rounds make it 2 (16 spill
+// registers in sm_90's dp4a GEMV).
+#define XR 8
+
+// x (one token) into shared memory for the dp4a path, per unit of 32 elements: 32 bytes of
+// high digits, 32 of low digits, then the digits' scale d and the sums of x over each half
+// of the unit (f32), at the same XU-float stride as the f32 path. Element k is
+// d * hi[k] + d / 254 * lo[k]: hi = round(x / d) with d = max|x| / 127, lo the remainder
+// in steps of d / 254, so x is kept to about 1 part in 64,000 of the unit's largest
+// element (an f16 keeps 1 in 2,048 of each), and every product with the weight's
+// integers is exact.
+__device__ __forceinline__ void stage_x_digits(const float* __restrict__ x, float* xs, int cols) {
+    // Eight threads per unit (4 elements each); blockDim.x is a multiple of 32, so a unit's
+    // threads are eight aligned lanes of one warp, and whole warps run each round.
+    const int c4 = cols / 4;
+    for (int base = 0; base < c4; base += XR * blockDim.x) {
+        float4 v[XR];
+#pragma unroll
+        for (int r = 0; r < XR; r++) {
+            const int i = base + r * blockDim.x + threadIdx.x;
+            v[r] = i < c4 ? __ldg((const float4*)x + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int r = 0; r < XR; r++) {
+            const int i = base + r * blockDim.x + threadIdx.x;
+            if (base + r * blockDim.x >= c4) continue;  // uniform: a whole round past the end
+            const float e[4] = {v[r].x, v[r].y, v[r].z, v[r].w};
+            float mx = fmaxf(fmaxf(fabsf(e[0]), fabsf(e[1])), fmaxf(fabsf(e[2]), fabsf(e[3])));
+            float sum = (e[0] + e[1]) + (e[2] + e[3]);
+#pragma unroll
+            for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o));
+#pragma unroll
+            for (int o = 1; o < 4; o <<= 1) sum += __shfl_xor_sync(FULL_MASK, sum, o);
+            if (i >= c4) continue;
+            const float d = mx * (1.0f / 127.0f);
+            const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
+            u32 hw = 0, lw = 0;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const int h = max(-127, min(127, __float2int_rn(e[k] * inv)));
+                const int l = max(-127, min(127, __float2int_rn(fmaf(-d, (float)h, e[k]) * inv * 254.0f)));
+                hw |= ((u32)h & 0xff) << (8 * k);
+                lw |= ((u32)l & 0xff) << (8 * k);
+            }
+            const int unit = i / 8, k = i % 8;
+            u32* dst = (u32*)(xs + unit * XU);
+            dst[k] = hw;
+            dst[8 + k] = lw;
+            if (k == 0) {
+                xs[unit * XU + 16] = d;
+                xs[unit * XU + 17] = sum;
+            } else if (k == 4) {
+                xs[unit * XU + 18] = sum;
+            }
+        }
+    }
+}
+
+// x (T tokens) into shared memory as f32, XU floats per unit.
+__device__ __forceinline__ void stage_x_f32(const float* __restrict__ x, float* xs, int cols, int T) {
+    const int c4 = cols / 4, n = T * c4, xstride = (cols / 32) * XU;
+    for (int base = 0; base < n; base += XR * blockDim.x) {
+        float4 v[XR];
+#pragma unroll
+        for (int r = 0; r < XR; r++) {
+            const int i = base + r * blockDim.x + threadIdx.x;
+            if (i < n) v[r] = __ldg((const float4*)x + i);
+        }
+#pragma unroll
+        for (int r = 0; r < XR; r++) {
+            const int i = base + r * blockDim.x + threadIdx.x;
+            if (i < n) {
+                const int t = i / c4, c = 4 * (i - t * c4);
+                *(float4*)(xs + t * xstride + (c / 32) * XU + c % 32) = v[r];
+            }
+        }
+    }
+}
+
+// Shared memory: per warp NSLOT slots of NR rows of slot_row bytes, then (XS) x: T rows of
 // XU floats per unit, then 16 bytes the decoders may over-read.
 template <int TT, bool XS>
 __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
+    // One token with x in shared memory, in a format with integer units: dp4a products.
+#ifdef NO_IDOT
+    constexpr bool IQ = false;
+#else
+    constexpr bool IQ = ID::OK && TT == 1 && XS;
+#endif
     extern __shared__ __align__(16) u8 smem[];
     const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
     const int nunits = cols / 32;
     const int xstride = (cols / 32) * XU;
-    float* xs = (float*)(smem + nw * 2 * NR * slot_row);
-    u8* slots = smem + warp * 2 * NR * slot_row;
+    float* xs = (float*)(smem + nw * NSLOT * NR * slot_row);
+    u8* slots = smem + warp * NSLOT * NR * slot_row;
 
     Stream s;
     s.first = blockIdx.x * nw + warp;
@@ -294,15 +393,14 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
 
     // The first two chunks are on their way while the kernel ahead finishes (weights depend
     // on no kernel) and while x is staged.
-    issue(s, 0, kend, slots, slot_row, lane, GEMV_ARGS);
-    issue(s, 1, kend, slots + NR * slot_row, slot_row, lane, GEMV_ARGS);
+#pragma unroll
+    for (int k = 0; k < NSLOT; k++) issue(s, k, kend, slots + k * NR * slot_row, slot_row, lane, GEMV_ARGS);
     pdl_begin();
-    if (XS) {
-        const int c4 = cols / 4;
-        for (int i = threadIdx.x; i < T * c4; i += blockDim.x) {
-            const int t = i / c4, c = 4 * (i - t * c4);
-            *(float4*)(xs + t * xstride + (c / 32) * XU + c % 32) = __ldg((const float4*)(x + (i64)t * cols + c));
-        }
+    if (IQ) {
+        stage_x_digits(x, xs, cols);
+        __syncthreads();
+    } else if (XS) {
+        stage_x_f32(x, xs, cols, T);
         __syncthreads();
     }
 
@@ -314,8 +412,8 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
 
     for (int k = 0; k < kend; k++) {
         const int pair = s.first + (k / s.nch) * s.step, c = k % s.nch;
-        u8* slot = slots + (k & 1) * NR * slot_row;
-        cp_async_wait1();
+        u8* slot = slots + (k % NSLOT) * NR * slot_row;
+        cp_async_wait_slots();
         __syncwarp();
 
         RowAt ra[NR];
@@ -335,7 +433,39 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
 #pragma unroll
         for (int j = 0; j < CU / WARP; j++) {
             const int u = u0 + WARP * j + lane;
-            if (u < u1) {
+            if (IQ && u < u1) {
+                u32 w[NR][8];
+                float a[NR][2], b[NR][1];
+#pragma unroll
+                for (int r = 0; r < NR; r++) ID::unit_i(sp[r], u - u0, w[r], a[r], b[r]);
+                const uint4* xq = (const uint4*)(xs + u * XU);
+                const uint4 h0 = xq[0], h1 = xq[1], l0 = xq[2], l1 = xq[3];
+                const float4 m = *(const float4*)(xs + u * XU + 16);
+                const u32 hi[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+                const u32 lo[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
+                // m: the digits' scale, then the sums of x over each half of the unit.
+                const float d = m.x, d2 = m.x * (1.0f / 254.0f);
+                const float sxh[2] = {ID::HALVES == 2 ? m.y : m.y + m.z, m.z};
+#pragma unroll
+                for (int r = 0; r < NR; r++) {
+                    int sh[2] = {0, 0}, sl[2] = {0, 0};
+#pragma unroll
+                    for (int i = 0; i < 8; i++) {
+                        const int h = i / (8 / ID::HALVES);
+                        sh[h] = dp4a(w[r][i], hi[i], sh[h]);
+                        sl[h] = dp4a(w[r][i], lo[i], sl[h]);
+                    }
+                    float v = acc[r][0];
+#pragma unroll
+                    for (int h = 0; h < ID::HALVES; h++) {
+                        float dot = fmaf(d, (float)sh[h], d2 * (float)sl[h]);
+                        if (ID::ZERO) dot = fmaf(-(float)ID::ZERO, sxh[h], dot);
+                        v = fmaf(a[r][h], dot, v);
+                    }
+                    if (ID::OFFSET) v = fmaf(b[r][0], m.y + m.z, v);
+                    acc[r][0] = v;
+                }
+            } else if (!IQ && u < u1) {
                 float q[NR][32], a[NR][2], b[NR][1];
 #pragma unroll
                 for (int r = 0; r < NR; r++) D::unit_q(sp[r], u - u0, q[r], a[r], b[r]);
@@ -373,7 +503,7 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
         }
         __syncwarp();
         // The slot is free again: the chunk after next goes into it.
-        issue(s, k + 2, kend, slot, slot_row, lane, GEMV_ARGS);
+        issue(s, k + NSLOT, kend, slot, slot_row, lane, GEMV_ARGS);
         if (c == s.nch - 1) {
             store_rows<TT>(acc, ra, ok, T, lane, e1 < 0);
 #pragma unroll
@@ -384,7 +514,7 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     }
 }
 
-extern "C" __global__ void __launch_bounds__(32 * WARPS) matmul_gemv(GEMV_PARAMS, int slot_row) {
+extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv(GEMV_PARAMS, int slot_row) {
     gemv_blocks<1, true>(GEMV_ARGS, slot_row);
 }
 // Up to MAX_T tokens need more registers; one block per SM is enough for these rarer launches.

@@ -23,12 +23,6 @@ typedef SFMT Sfmt;
 #define MAX_T 8
 #define NR 2
 
-__device__ __forceinline__ int dp4a(u32 a, u32 b, int c) {
-    int d;
-    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-    return d;
-}
-
 // One block per token row.
 extern "C" __global__ void matmul_i8_quantize(const float* __restrict__ x, i8* __restrict__ qx,
                                               float* __restrict__ sx, int* __restrict__ sq, int cols) {

@@ -298,13 +298,135 @@ struct Q6_K {
     }
 };
 
-// ---- Units for dot products (matmul_gemv): exact small integers plus per-unit affine terms.
-// Dot<F>::unit_q(row, u, q, a, b) gives element k of unit u as a[k / (UNIT / HALVES)] * q[k]
-// (+ b[0] when OFFSET), so a GEMV sums q * x per half in f32 and scales once per unit (and
-// adds b * sum(x)) instead of scaling every element. The general case is `unit` itself
-// (a = 1); Q8_0, Q4_K and Q6_K, the formats of Q8_0 and Q4_K_M files, decode with one byte
-// permute and one add per element.
+// ---- Units as integer bytes (matmul_gemv): IDot<F>::unit_i(row, u, w, a, b) gives the
+// unit's 32 integers as 8 words of 4 bytes (element 4i + k in byte k of w[i]: signed bytes
+// when SIGNED, else 0..127) so that element k is a[k / (32 / HALVES)] * (q[k] - ZERO)
+// (+ b[0] when OFFSET). The one-token GEMV multiplies them with dp4a by x held as two 8-bit
+// digits per element (matmul.cu), about four times fewer instructions per weight than
+// decoding to f32; Dot turns them into floats for the other GEMVs. The formats of Q8_0 and
+// Q4_K_M files (Q8_0, Q4_K, Q6_K) and Q4_0, Q4_1, Q5_K have one.
 template <class F>
+struct IDot {
+    enum { OK = 0, HALVES = 1, OFFSET = 0, ZERO = 0, SIGNED = 0 };
+    static __device__ __forceinline__ void unit_i(const u8*, int, u32*, float*, float*) {}
+};
+
+template <>
+struct IDot<Q8_0> {
+    enum { OK = 1, HALVES = 1, OFFSET = 0, ZERO = 0, SIGNED = 1 };
+    static __device__ __forceinline__ void unit_i(const u8* row, int u, u32* w, float* a, float* b) {
+        const u8* blk = row + (i64)u * Q8_0::BLOCK_BYTES;
+        a[0] = f16_to_f32(ld_u16(blk));
+        b[0] = 0.0f;
+        ld_bytes<32>(blk + 2, w);
+    }
+};
+
+template <>
+struct IDot<Q4_0> {
+    enum { OK = 1, HALVES = 1, OFFSET = 0, ZERO = 8, SIGNED = 0 };
+    static __device__ __forceinline__ void unit_i(const u8* row, int u, u32* w, float* a, float* b) {
+        const u8* blk = row + (i64)u * Q4_0::BLOCK_BYTES;
+        a[0] = f16_to_f32(ld_u16(blk));
+        b[0] = 0.0f;
+        u32 q[4];
+        ld_bytes<16>(blk + 2, q);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            w[i] = q[i] & 0x0F0F0F0Fu;
+            w[i + 4] = (q[i] >> 4) & 0x0F0F0F0Fu;
+        }
+    }
+};
+
+template <>
+struct IDot<Q4_1> {
+    enum { OK = 1, HALVES = 1, OFFSET = 1, ZERO = 0, SIGNED = 0 };
+    static __device__ __forceinline__ void unit_i(const u8* row, int u, u32* w, float* a, float* b) {
+        const u8* blk = row + (i64)u * Q4_1::BLOCK_BYTES;
+        a[0] = f16_to_f32(ld_u16(blk));
+        b[0] = f16_to_f32(ld_u16(blk + 2));
+        u32 q[4];
+        ld_bytes_a4<16>(blk + 4, q);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            w[i] = q[i] & 0x0F0F0F0Fu;
+            w[i + 4] = (q[i] >> 4) & 0x0F0F0F0Fu;
+        }
+    }
+};
+
+// Sub-block s of a Q4_K or Q5_K super-block at blk: its scale a = d * sc and offset
+// b = -dmin * m.
+__device__ __forceinline__ void k4_affine(const u8* blk, int s, float* a, float* b) {
+    const float d = f16_to_f32(ld_u16(blk));
+    const float dmin = f16_to_f32(ld_u16(blk + 2));
+    u32 sc[3];
+    ld_bytes_a4<12>(blk + 4, sc);
+    float scale, min;
+    scale_min_k4(sc[0], sc[1], sc[2], s, &scale, &min);
+    a[0] = d * scale;
+    b[0] = -(dmin * min);
+}
+
+template <>
+struct IDot<Q4_K> {
+    enum { OK = 1, HALVES = 1, OFFSET = 1, ZERO = 0, SIGNED = 0 };
+    static __device__ __forceinline__ void unit_i(const u8* row, int u, u32* w, float* a, float* b) {
+        const int s = u & 7;
+        const u8* blk = row + (i64)(u >> 3) * Q4_K::BLOCK_BYTES;
+        k4_affine(blk, s, a, b);
+        u32 q[8];
+        ld_bytes_a16<32>(blk + 16 + 32 * (s >> 1), q);
+        const int shift = 4 * (s & 1);
+#pragma unroll
+        for (int i = 0; i < 8; i++) w[i] = (q[i] >> shift) & 0x0F0F0F0Fu;
+    }
+};
+
+template <>
+struct IDot<Q5_K> {
+    enum { OK = 1, HALVES = 1, OFFSET = 1, ZERO = 0, SIGNED = 0 };
+    static __device__ __forceinline__ void unit_i(const u8* row, int u, u32* w, float* a, float* b) {
+        const int s = u & 7;
+        const u8* blk = row + (i64)(u >> 3) * Q5_K::BLOCK_BYTES;
+        k4_affine(blk, s, a, b);
+        u32 qh[8], q[8];
+        ld_bytes_a16<32>(blk + 16, qh);
+        ld_bytes_a16<32>(blk + 48 + 32 * (s >> 1), q);
+        const int shift = 4 * (s & 1);
+#pragma unroll
+        for (int i = 0; i < 8; i++) w[i] = ((q[i] >> shift) & 0x0F0F0F0Fu) | (((qh[i] >> s) & 0x01010101u) << 4);
+    }
+};
+
+template <>
+struct IDot<Q6_K> {
+    enum { OK = 1, HALVES = 2, OFFSET = 0, ZERO = 32, SIGNED = 0 };
+    static __device__ __forceinline__ void unit_i(const u8* row, int u, u32* w, float* a, float* b) {
+        const int s = u & 7, n = s >> 2, k = s & 3;
+        const u8* blk = row + (i64)(u >> 3) * Q6_K::BLOCK_BYTES;
+        const u32 sc = ld_u16(blk + 192 + 8 * n + 2 * k);
+        const float d = f16_to_f32(ld_u16(blk + 208));
+        a[0] = d * (float)(i8)(sc & 0xff);
+        a[1] = d * (float)(i8)(sc >> 8);
+        b[0] = 0.0f;
+        u32 ql[8], qh[8];
+        ld_bytes<32>(blk + 64 * n + 32 * (k & 1), ql);
+        ld_bytes<32>(blk + 128 + 32 * n, qh);
+        const int lshift = 4 * (k >> 1), hshift = 2 * k;
+#pragma unroll
+        for (int i = 0; i < 8; i++) w[i] = ((ql[i] >> lshift) & 0x0F0F0F0Fu) | (((qh[i] >> hshift) & 0x03030303u) << 4);
+    }
+};
+
+// ---- Units for the f32 dot products of matmul_gemv (several tokens): exact small integers
+// plus per-unit affine terms. Dot<F>::unit_q(row, u, q, a, b) gives element k of unit u as
+// a[k / (UNIT / HALVES)] * q[k] (+ b[0] when OFFSET), so a GEMV sums q * x per half in f32
+// and scales once per unit (and adds b * sum(x)) instead of scaling every element. The
+// general case is `unit` itself (a = 1); a format with integer units (IDot) decodes each
+// byte with one permute and one add.
+template <class F, bool I = IDot<F>::OK>
 struct Dot {
     enum { UNIT = F::UNIT, HALVES = 1, OFFSET = 0 };
     static __device__ __forceinline__ void unit_q(const u8* row, int u, float* q, float* a, float* b) {
@@ -320,70 +442,20 @@ __device__ __forceinline__ float byte_f(u32 v, int k, float bias) {
     return __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7440 + k)) - bias;
 }
 
-template <>
-struct Dot<Q8_0> {
-    enum { UNIT = 32, HALVES = 1, OFFSET = 0 };
+template <class F>
+struct Dot<F, true> {
+    typedef IDot<F> I;
+    enum { UNIT = 32, HALVES = I::HALVES, OFFSET = I::OFFSET };
     static __device__ __forceinline__ void unit_q(const u8* row, int u, float* q, float* a, float* b) {
-        const u8* blk = row + (i64)u * Q8_0::BLOCK_BYTES;
-        a[0] = f16_to_f32(ld_u16(blk));
-        b[0] = 0.0f;
         u32 w[8];
-        ld_bytes<32>(blk + 2, w);
+        I::unit_i(row, u, w, a, b);
+        // Signed bytes + 128 are unsigned; the bias takes the 128 and ZERO back out.
+        const float bias = 8388608.0f + (I::SIGNED ? 128.0f : 0.0f) + (float)I::ZERO;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            const u32 v = w[i] ^ 0x80808080u;  // int8 + 128 in each byte
+            const u32 v = I::SIGNED ? w[i] ^ 0x80808080u : w[i];
 #pragma unroll
-            for (int k = 0; k < 4; k++) q[4 * i + k] = byte_f(v, k, 8388608.0f + 128.0f);
-        }
-    }
-};
-
-template <>
-struct Dot<Q4_K> {
-    enum { UNIT = 32, HALVES = 1, OFFSET = 1 };
-    static __device__ __forceinline__ void unit_q(const u8* row, int u, float* q, float* a, float* b) {
-        const int s = u & 7;
-        const u8* blk = row + (i64)(u >> 3) * Q4_K::BLOCK_BYTES;
-        const float d = f16_to_f32(ld_u16(blk));
-        const float dmin = f16_to_f32(ld_u16(blk + 2));
-        u32 sc[3];
-        ld_bytes_a4<12>(blk + 4, sc);
-        float scale, min;
-        scale_min_k4(sc[0], sc[1], sc[2], s, &scale, &min);
-        a[0] = d * scale;
-        b[0] = -(dmin * min);
-        u32 w[8];
-        ld_bytes_a16<32>(blk + 16 + 32 * (s >> 1), w);
-        const int shift = 4 * (s & 1);
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const u32 v = (w[i] >> shift) & 0x0F0F0F0Fu;
-#pragma unroll
-            for (int k = 0; k < 4; k++) q[4 * i + k] = byte_f(v, k, 8388608.0f);
-        }
-    }
-};
-
-template <>
-struct Dot<Q6_K> {
-    enum { UNIT = 32, HALVES = 2, OFFSET = 0 };
-    static __device__ __forceinline__ void unit_q(const u8* row, int u, float* q, float* a, float* b) {
-        const int s = u & 7, n = s >> 2, k = s & 3;
-        const u8* blk = row + (i64)(u >> 3) * Q6_K::BLOCK_BYTES;
-        const u32 sc = ld_u16(blk + 192 + 8 * n + 2 * k);
-        const float d = f16_to_f32(ld_u16(blk + 208));
-        a[0] = d * (float)(i8)(sc & 0xff);
-        a[1] = d * (float)(i8)(sc >> 8);
-        b[0] = 0.0f;
-        u32 ql[8], qh[8];
-        ld_bytes<32>(blk + 64 * n + 32 * (k & 1), ql);
-        ld_bytes<32>(blk + 128 + 32 * n, qh);
-        const int lshift = 4 * (k >> 1), hshift = 2 * k;
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const u32 v = ((ql[i] >> lshift) & 0x0F0F0F0Fu) | (((qh[i] >> hshift) & 0x03030303u) << 4);
-#pragma unroll
-            for (int e = 0; e < 4; e++) q[4 * i + e] = byte_f(v, e, 8388608.0f + 32.0f);
+            for (int k = 0; k < 4; k++) q[4 * i + k] = byte_f(v, k, bias);
         }
     }
 };

@@ -696,3 +696,126 @@ fn matmul_swiglu_matches_its_parts() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn gemv_speed() {
+    // One-token GEMV time at the Llama-3.1-8B projection shapes, back to back on the stream
+    // (as decode runs them), for the weight formats of bf16, Q8_0 and Q4_K_M models: the
+    // share of the device's bandwidth each reaches. Prints a table; fails only when a
+    // large product moves less than 1 TB/s, far below what an H100-class GPU gives.
+    let c = cuda();
+    let mut rng = Rng(0xbe4c);
+    let shapes = [
+        ("qkv", 6144usize, 4096usize),
+        ("o", 4096, 4096),
+        ("gate_up", 28672, 4096),
+        ("down", 4096, 14336),
+        ("lm_head", 128256, 4096),
+    ];
+    let mut lines = vec![format!(
+        "{:<8} {:<8} {:>10} {:>10} {:>8}",
+        "dtype", "shape", "MB", "us", "TB/s"
+    )];
+    let mut slow = Vec::new();
+    for dtype in [DType::BF16, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
+        for &(name, rows, cols) in &shapes {
+            let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
+            let x = buf(&c, &rng.vec(cols));
+            let o = poisoned(&c, rows);
+            let bytes = (dtype.row_bytes(cols).unwrap() * rows) as f64;
+            let run = |n: usize| {
+                for _ in 0..n {
+                    c.op_matmul(&x, &view(&w, 0, rows), &o, 1, Path::Gemv)
+                        .unwrap();
+                }
+                c.synchronize().unwrap();
+            };
+            run(5);
+            let n = ((20e9 / bytes) as usize).clamp(20, 2000);
+            let t0 = std::time::Instant::now();
+            run(n);
+            let us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+            let tbs = bytes / us / 1e6;
+            lines.push(format!(
+                "{:<8} {:<8} {:>10.1} {:>10.2} {:>8.3}",
+                dtype.to_string(),
+                name,
+                bytes / 1e6,
+                us,
+                tbs
+            ));
+            if bytes > 50e6 && tbs < 1.0 {
+                slow.push(format!("{dtype} {name}: {tbs:.3} TB/s"));
+            }
+        }
+    }
+    eprintln!("{}", lines.join("\n"));
+    assert!(slow.is_empty(), "GEMVs below 1 TB/s: {slow:?}");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn rope_kv_write_matches_its_parts() {
+    // rope_kv_write (one launch) against rope_qk then kv_write, for both rope layouts, a
+    // prefill of 37 rows and a decode row: the same rotated q and k bits, and attention over
+    // the two caches (which reads every key and value written) gives the same bits.
+    let c = cuda();
+    let mut rng = Rng(0x40e);
+    let (heads, kvh, d) = (8usize, 2usize, 128usize);
+    let inv: Vec<f32> = (0..d / 2)
+        .map(|i| 10000f32.powf(-2.0 * i as f32 / d as f32))
+        .collect();
+    let inv = buf(&c, &inv);
+    for layout in [RopeLayout::Normal, RopeLayout::Neox] {
+        let (fused, parts) = (
+            c.alloc_cache(2, kvh, d, 256).unwrap(),
+            c.alloc_cache(2, kvh, d, 256).unwrap(),
+        );
+        for (p0, t) in [(0usize, 37usize), (37, 1)] {
+            let pos: Vec<u32> = (p0 as u32..(p0 + t) as u32).collect();
+            c.set_step(&vec![0; t], &pos).unwrap();
+            let (qv, kv, vv) = (
+                rng.vec(t * heads * d),
+                rng.vec(t * kvh * d),
+                rng.vec(t * kvh * d),
+            );
+            let (q1, k1, v1) = (buf(&c, &qv), buf(&c, &kv), buf(&c, &vv));
+            let (q2, k2, v2) = (buf(&c, &qv), buf(&c, &kv), buf(&c, &vv));
+            c.rope_kv_write(
+                (&q1, &k1, &v1),
+                &inv,
+                &fused,
+                1,
+                t,
+                (heads, kvh),
+                d,
+                0.9,
+                layout,
+            )
+            .unwrap();
+            c.rope_qk(&q2, &k2, &inv, t, (heads, kvh), d, 0.9, layout)
+                .unwrap();
+            c.kv_write(&parts, 1, &k2, &v2, t).unwrap();
+            let bits = |b: &CudaBuf, n: usize| -> Vec<u32> {
+                c.read(b, n).unwrap().iter().map(|v| v.to_bits()).collect()
+            };
+            assert_eq!(
+                bits(&q1, t * heads * d),
+                bits(&q2, t * heads * d),
+                "q {layout:?}"
+            );
+            assert_eq!(
+                bits(&k1, t * kvh * d),
+                bits(&k2, t * kvh * d),
+                "k {layout:?}"
+            );
+            let (a1, a2) = (poisoned(&c, t * heads * d), poisoned(&c, t * heads * d));
+            c.attention(&q1, &fused, 1, &a1, t, heads, 0.125).unwrap();
+            c.attention(&q1, &parts, 1, &a2, t, heads, 0.125).unwrap();
+            let (a1, a2) = (bits(&a1, t * heads * d), bits(&a2, t * heads * d));
+            assert!(a1.iter().all(|&b| f32::from_bits(b).is_finite()));
+            assert_eq!(a1, a2, "attention over the caches, {layout:?} t={t}");
+        }
+    }
+}

@@ -299,6 +299,24 @@ pub trait Backend {
         self.rope(q, inv_freq, t, heads, head_dim, scale, layout)?;
         self.rope(k, inv_freq, t, kv_heads, head_dim, scale, layout)
     }
+    /// `rope_qk`, then `kv_write` of the rotated keys and the values into `layer` of the
+    /// cache; a backend may do all of it in one launch.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_kv_write(
+        &self,
+        (q, k, v): (&Self::Buf, &Self::Buf, &Self::Buf),
+        inv_freq: &Self::Buf,
+        cache: &Self::Cache,
+        layer: usize,
+        t: usize,
+        heads: (usize, usize),
+        head_dim: usize,
+        scale: f32,
+        layout: RopeLayout,
+    ) -> Result<()> {
+        self.rope_qk(q, k, inv_freq, t, heads, head_dim, scale, layout)?;
+        self.kv_write(cache, layer, k, v, t)
+    }
     /// Stores the step's keys and values at their positions in `layer` of the cache.
     fn kv_write(
         &self,

@@ -355,8 +355,8 @@ impl<B: Backend> Model<B> {
         for (i, l) in layers.iter().enumerate() {
             self.linears(b, &s.xn, &[&l.q, &l.k, &l.v], &[&s.q, &s.k, &s.v], t)?;
             let (heads, layout) = ((nh, nkv), c.rope_layout);
-            b.rope_qk(&s.q, &s.k, inv_freq, t, heads, hd, rope_scale, layout)?;
-            b.kv_write(cache, i, &s.k, &s.v, t)?;
+            let qkv = (&s.q, &s.k, &s.v);
+            b.rope_kv_write(qkv, inv_freq, cache, i, t, heads, hd, rope_scale, layout)?;
             b.attention(&s.q, cache, i, &s.att, t, nh, 1.0 / (hd as f32).sqrt())?;
             self.linear(b, &s.att, &l.o, &s.y, t)?;
             b.add_rms_norm(&s.x, &s.y, w(l.ffn_norm), &s.xn, t, h, eps)?;

@@ -252,14 +252,37 @@ impl Cuda {
             }
         }
         let c0 = checked[0];
-        let same = checked.iter().all(|c| {
-            c.dtype == c0.dtype
-                && c.cols == c0.cols
-                && c.row_bytes == c0.row_bytes
-                && c.scalar == c0.scalar
-        });
-        if !same {
-            return one_by_one(self);
+        let like = |a: &Checked, b: &Checked| {
+            a.dtype == b.dtype
+                && a.cols == b.cols
+                && a.row_bytes == b.row_bytes
+                && a.scalar == b.scalar
+        };
+        if !checked.iter().all(|c| like(c, &c0)) {
+            if t > MAX_T || views.len() > 3 {
+                return one_by_one(self);
+            }
+            // Mixed formats (a Q4_K_M layer's Q6_K v beside Q4_K q and k): one launch per
+            // format, each over the rows of its weights.
+            let mut done = vec![false; checked.len()];
+            for i in 0..checked.len() {
+                if done[i] {
+                    continue;
+                }
+                let mut segs = Vec::new();
+                for j in i..checked.len() {
+                    if !done[j] && like(&checked[j], &checked[i]) {
+                        done[j] = true;
+                        segs.push(Seg {
+                            base: checked[j].base,
+                            out: outs[j].ptr(),
+                            rows: checked[j].rows,
+                        });
+                    }
+                }
+                self.gemv_chunked(x, &checked[i], &segs, t, false)?;
+            }
+            return Ok(());
         }
         if t > MAX_T {
             if !checked.iter().all(|c| c.blas_ok) {
@@ -419,9 +442,16 @@ impl Cuda {
         // floats per 32 columns), else matmul_gemv_xg; 16 bytes of slack for the decoders'
         // word loads past a block's end. A persistent grid of as many blocks as fit.
         let slot_row = nvrtc::gemv_slot_row(c.dtype);
-        let smem_w = warps * 2 * GEMV_ROWS * slot_row + 16;
+        let slots = nvrtc::gemv_slots();
         let smem_x = t * (c.cols / 32) * 36 * 4;
         let optin = self.info.smem_optin as usize;
+        // Fewer warps per block before giving up on x in shared memory (matmul_gemv_xg
+        // reads x through L1 in strided pieces, several times slower).
+        while warps > 2 && warps * slots * GEMV_ROWS * slot_row + 16 + smem_x > optin {
+            warps /= 2;
+        }
+        let threads = (warps * 32) as u32;
+        let smem_w = warps * slots * GEMV_ROWS * slot_row + 16;
         let (entry, smem) = if smem_w + smem_x <= optin {
             (entry, smem_w + smem_x)
         } else {

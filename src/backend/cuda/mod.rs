@@ -25,6 +25,7 @@
 //!   are cached in $LAMINA_CACHE/cuda-kernels (default ~/.cache/lamina/cuda-kernels);
 //!   LAMINA_NVRTC_DIR names a pip install of NVRTC (libs.rs lists every folder searched).
 
+pub mod attention;
 pub mod blas;
 pub mod graph;
 pub mod libs;
@@ -188,6 +189,9 @@ pub struct CudaCache {
     part: DevMem,
     /// Floats `part` holds.
     part_len: usize,
+    /// Per kv head, the slices attention_decode has finished in the running launch (zero
+    /// between launches).
+    done: DevMem,
 }
 
 impl CudaCache {
@@ -642,7 +646,17 @@ impl Backend for Cuda {
         scale: f32,
         layout: RopeLayout,
     ) -> Result<()> {
-        self.op_rope(x, None, inv_freq, t, (heads, 0), head_dim, scale, layout)
+        self.op_rope(
+            x,
+            None,
+            inv_freq,
+            t,
+            (heads, 0),
+            head_dim,
+            scale,
+            layout,
+            None,
+        )
     }
 
     fn kv_write(
@@ -711,7 +725,33 @@ impl Backend for Cuda {
         scale: f32,
         layout: RopeLayout,
     ) -> Result<()> {
-        self.op_rope(q, Some(k), inv_freq, t, heads, head_dim, scale, layout)
+        self.op_rope(
+            q,
+            Some(k),
+            inv_freq,
+            t,
+            heads,
+            head_dim,
+            scale,
+            layout,
+            None,
+        )
+    }
+
+    fn rope_kv_write(
+        &self,
+        (q, k, v): (&CudaBuf, &CudaBuf, &CudaBuf),
+        inv_freq: &CudaBuf,
+        cache: &CudaCache,
+        layer: usize,
+        t: usize,
+        heads: (usize, usize),
+        head_dim: usize,
+        scale: f32,
+        layout: RopeLayout,
+    ) -> Result<()> {
+        let kv = Some((cache, layer, v));
+        self.op_rope(q, Some(k), inv_freq, t, heads, head_dim, scale, layout, kv)
     }
 
     fn copy(

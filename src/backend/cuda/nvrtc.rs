@@ -71,8 +71,9 @@ pub const VECTOR_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 /// Units (32 elements) per chunk that matmul_gemv streams through shared memory for a GGUF
 /// format (CU in matmul.cu): about 1.5 to 2.5 KB of a row, so that a warp's two rows have
 /// 64 to 160 bytes per lane in flight; Q8_0 4.3 KB (128 units: 773 against 707-742 tok/s
-/// with 64 on an 8-layer 8B-shape model, H100, scripts/gpu/tune_gguf.sh). A multiple of the
-/// warp and of the 8 units of a K-quant block.
+/// with 64 on an 8-layer 8B-shape model, H100, scripts/gpu/tune_gguf.sh) and Q6_K 3.4 KB
+/// (128 units: the 32-layer Q4_K_M model decodes 238.7 against 232.3 tok/s with 64,
+/// scripts/gpu/gguf_decode.sh). A multiple of the warp and of the 8 units of a K-quant block.
 pub fn gemv_chunk_units(dtype: DType) -> usize {
     // LAMINA_CUDA_GEMV_CU=32|64|128 overrides, for tuning runs on a GPU machine (read once:
     // this runs at every GGUF GEMV launch).
@@ -84,8 +85,29 @@ pub fn gemv_chunk_units(dtype: DType) -> usize {
             .filter(|c| [32, 64, 128].contains(c))
     });
     let per_unit = dtype.block_bytes() * 32 / dtype.block_elems().max(1);
-    let wide = per_unit <= 20 || dtype == DType::Q8_0;
+    let wide = per_unit <= 20 || matches!(dtype, DType::Q8_0 | DType::Q6_K);
     forced.unwrap_or(if wide { 128 } else { 64 })
+}
+
+/// Whether the one-token GEMV of the formats with integer units (IDot in quant.cuh) uses
+/// dp4a products on x in two 8-bit digits (the default) rather than f32 products.
+/// LAMINA_CUDA_GEMV_IDOT=0 turns it off, for comparisons on a GPU machine (read once).
+pub fn gemv_idot() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("LAMINA_CUDA_GEMV_IDOT").map_or(true, |v| v != "0"))
+}
+
+/// Chunk slots per warp of the GGUF GEMV (NSLOT in matmul.cu): chunks in flight while one
+/// is computed, plus one. LAMINA_CUDA_GEMV_SLOTS=2..4 overrides, for tuning (read once).
+pub fn gemv_slots() -> usize {
+    static SLOTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SLOTS.get_or_init(|| {
+        std::env::var("LAMINA_CUDA_GEMV_SLOTS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|s| (2..=4).contains(s))
+            .unwrap_or(2)
+    })
 }
 
 /// Bytes of one row's chunk slot in matmul_gemv's shared memory: the chunk's blocks plus the
@@ -142,6 +164,10 @@ impl Variant {
         let mut defines = fmt_defines(dtype);
         if dtype.is_quantized() {
             defines.push(format!("CU={}", gemv_chunk_units(dtype)));
+            defines.push(format!("NSLOT={}", gemv_slots()));
+            if !gemv_idot() {
+                defines.push("NO_IDOT".into());
+            }
         } else if scalar {
             defines.push("SCALAR".into());
         }
@@ -259,7 +285,7 @@ pub fn all_variants() -> Vec<Variant> {
     }
     v.push(Variant::plain("add.cu", &["add"]));
     v.push(Variant::plain("swiglu.cu", &["swiglu"]));
-    v.push(Variant::plain("rope.cu", &["rope"]));
+    v.push(Variant::plain("rope.cu", &["rope", "rope_kv_write"]));
     v.push(Variant::plain("kv_write.cu", &["kv_write"]));
     v.push(Variant::attention());
     for &d in MMA_HEAD_DIMS {

@@ -1,7 +1,8 @@
-//! Launches of every op but matmul (matmul.rs): argument checks on the host, then one
-//! kernel of `kernels/<op>.cu`. A check that fails is an error before anything is enqueued.
+//! Launches of every op but matmul (matmul.rs) and attention (attention.rs): argument checks
+//! on the host, then one kernel of `kernels/<op>.cu`. A check that fails is an error before anything is enqueued.
 
-use super::nvrtc::{self, Variant};
+pub use super::attention::{decode_splits, AttnPath, ATTN_MAX_D, SPLIT_GROUP, SPLIT_ROWS};
+use super::nvrtc::Variant;
 use super::{cuda_err, drv, Cuda, CudaBuf, CudaCache, CudaWeight};
 use crate::backend::RopeLayout;
 use crate::error::{Error, Result};
@@ -9,44 +10,15 @@ use cudarc::driver::result as dr;
 use cudarc::driver::sys::CUfunction_attribute as FnAttr;
 use std::ffi::c_void;
 
-/// Which kernel computes attention.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttnPath {
-    /// Split f32 kernel for decode rows, tensor cores (attention_mma) for prefill where the
-    /// head size has a variant, the f32 kernel otherwise.
-    Auto,
-    /// The f32 kernel (`attention`), split or not as Auto would.
-    Simt,
-}
-
 /// A kernel argument: the address of a value that lives until the launch returns.
 pub(crate) fn arg<T>(v: &T) -> *mut c_void {
     v as *const T as *mut c_void
 }
 
-/// Rows a decode step may have and still use split attention (its scratch is sized so).
-pub const SPLIT_ROWS: usize = 4;
-/// Query heads per kv head the split scratch is sized for.
-pub const SPLIT_GROUP: usize = 16;
-/// Keys per tile in attention.cu (BK) and the largest head_dim it takes (MAX_D).
-const ATTN_BK: usize = 32;
-pub const ATTN_MAX_D: usize = 256;
-/// Query rows per block of attention_mma (BR in attention.cu).
-const MMA_ROWS: usize = 64;
 /// Dynamic shared memory a kernel may use without opting in.
 const SMEM_DEFAULT: u32 = 48 << 10;
-/// Queries (rows x query heads of one kv head) attention_decode holds (NQ_MAX).
-const DECODE_QUERIES: usize = 8;
 
-/// Key slices of split decode attention: two blocks per SM over the kv heads, from the device
-/// alone, so the grid is the same at every depth and for every cache length (a 32k cache
-/// launches no more blocks than a 4k one), and every slice is computed on the device from the
-/// step's positions. At depth d a slice has about d / splits keys.
-pub fn decode_splits(sms: usize, kv_heads: usize) -> usize {
-    (2 * sms).div_ceil(kv_heads.max(1)).clamp(2, 64)
-}
-
-fn i32_of(what: &str, v: usize) -> Result<i32> {
+pub(super) fn i32_of(what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| {
         Error::backend(
             "cuda",
@@ -186,12 +158,12 @@ impl Cuda {
     }
 
     /// Blocks for a grid-stride loop over n elements.
-    fn blocks_for(&self, n: usize, threads: usize) -> u32 {
+    pub(super) fn blocks_for(&self, n: usize, threads: usize) -> u32 {
         let want = n.div_ceil(threads).max(1);
         want.min(self.info.multiprocessors as usize * 16) as u32
     }
 
-    fn need(&self, what: &str, b: &CudaBuf, n: usize) -> Result<()> {
+    pub(super) fn need(&self, what: &str, b: &CudaBuf, n: usize) -> Result<()> {
         if b.len() < n {
             return Err(self.err(format!(
                 "{what}: buffer holds {} floats, {n} needed",
@@ -202,7 +174,7 @@ impl Cuda {
     }
 
     /// The step's rows must cover `t` (kernels read ids/positions of rows 0..t).
-    fn step_rows(&self, op: &str, t: usize) -> Result<()> {
+    pub(super) fn step_rows(&self, op: &str, t: usize) -> Result<()> {
         let s = self.lock(&self.step)?;
         if t > s.host_pos.len() {
             return Err(self.err(format!(
@@ -257,58 +229,9 @@ impl Cuda {
         Ok(())
     }
 
-    fn step_ptrs(&self) -> Result<(u64, u64)> {
+    pub(super) fn step_ptrs(&self) -> Result<(u64, u64)> {
         let s = self.lock(&self.step)?;
         Ok((s.ids.ptr(), s.pos.ptr()))
-    }
-
-    pub(crate) fn new_cache(
-        &self,
-        layers: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        max_ctx: usize,
-    ) -> Result<CudaCache> {
-        if layers == 0 || kv_heads == 0 || head_dim == 0 || max_ctx == 0 {
-            return Err(self.err("KV cache with a zero dimension"));
-        }
-        if head_dim > ATTN_MAX_D {
-            return Err(self.err(format!(
-                "head_dim {head_dim} > {ATTN_MAX_D}, the attention kernel's limit"
-            )));
-        }
-        i32_of("max_ctx", max_ctx)?;
-        let bytes = [layers, kv_heads, max_ctx, head_dim, 2]
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| self.err("KV cache size overflows"))?;
-        let nsplit = decode_splits(self.info.multiprocessors as usize, kv_heads);
-        let part_len = SPLIT_ROWS * kv_heads * SPLIT_GROUP * nsplit * (head_dim + 2);
-        let k = self.dev_mem(bytes)?;
-        let v = self.dev_mem(bytes)?;
-        let part = self.dev_mem(part_len * 4)?;
-        self.bind()?;
-        // Zeroed so that nothing a kernel might read is ever uninitialized.
-        // SAFETY: both allocations hold `bytes`.
-        unsafe {
-            dr::memset_d8_async(k.ptr(), 0, bytes, self.stream.cu_stream())
-                .map_err(|e| cuda_err("clearing the KV cache", e))?;
-            dr::memset_d8_async(v.ptr(), 0, bytes, self.stream.cu_stream())
-                .map_err(|e| cuda_err("clearing the KV cache", e))?;
-        }
-        let mut limit = self.lock(&self.ctx_max)?;
-        *limit = Some(limit.map_or(max_ctx, |l| l.max(max_ctx)));
-        Ok(CudaCache {
-            k,
-            v,
-            layers,
-            kv_heads,
-            head_dim,
-            max_ctx,
-            nsplit,
-            part,
-            part_len,
-        })
     }
 
     pub(crate) fn op_embedding(&self, table: &CudaWeight, out: &CudaBuf, t: usize) -> Result<()> {
@@ -438,8 +361,8 @@ impl Cuda {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
-    /// rope on x (`heads`), and with k also on k (`kv_heads`) in the same launch.
+    /// rope (x alone, or a step's queries and keys in one launch); with `kv`, also the
+    /// cache writes of kv_write: rope_kv_write.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn op_rope(
         &self,
@@ -451,6 +374,7 @@ impl Cuda {
         head_dim: usize,
         scale: f32,
         layout: RopeLayout,
+        kv: Option<(&CudaCache, usize, &CudaBuf)>,
     ) -> Result<()> {
         let kv_heads = if k.is_some() { kv_heads } else { 0 };
         if t == 0 || heads + kv_heads == 0 {
@@ -476,20 +400,35 @@ impl Cuda {
             RopeLayout::Normal => 0,
             RopeLayout::Neox => 1,
         };
-        #[rustfmt::skip]
-        let args = &mut [arg(&xp), arg(&kp), arg(&fp), arg(&pos), arg(&h), arg(&kh), arg(&d), arg(&scale), arg(&neox)];
         let grid = (t as u32, (heads + kv_heads) as u32, 1);
-        self.launch(
-            &Variant::plain("rope.cu", &["rope"]),
-            "rope",
-            grid,
-            (threads, 1, 1),
-            0,
-            args,
-        )
+        let variant = Variant::plain("rope.cu", &["rope", "rope_kv_write"]);
+        let Some((cache, layer, v)) = kv else {
+            #[rustfmt::skip]
+            let args = &mut [arg(&xp), arg(&kp), arg(&fp), arg(&pos), arg(&h), arg(&kh), arg(&d), arg(&scale), arg(&neox)];
+            return self.launch(&variant, "rope", grid, (threads, 1, 1), 0, args);
+        };
+        if k.is_none() || kv_heads != cache.kv_heads || head_dim != cache.head_dim {
+            return Err(self.err(format!(
+                "rope_kv_write: {kv_heads} kv heads of {head_dim} for a cache of {} of {}",
+                cache.kv_heads, cache.head_dim
+            )));
+        }
+        self.check_layer(cache, layer)?;
+        self.need("rope_kv_write v", v, t * kv_heads * head_dim)?;
+        self.check_positions(cache, t)?;
+        let off = cache.layer_offset(layer);
+        let (vp, kc, vc, mc) = (
+            v.ptr(),
+            cache.k.ptr() + off,
+            cache.v.ptr() + off,
+            cache.max_ctx as i32,
+        );
+        #[rustfmt::skip]
+        let args = &mut [arg(&xp), arg(&kp), arg(&vp), arg(&fp), arg(&pos), arg(&h), arg(&kh), arg(&d), arg(&scale), arg(&neox), arg(&kc), arg(&vc), arg(&mc)];
+        self.launch(&variant, "rope_kv_write", grid, (threads, 1, 1), 0, args)
     }
 
-    fn check_layer(&self, cache: &CudaCache, layer: usize) -> Result<()> {
+    pub(super) fn check_layer(&self, cache: &CudaCache, layer: usize) -> Result<()> {
         if layer >= cache.layers {
             return Err(self.err(format!("layer {layer} of a {}-layer cache", cache.layers)));
         }
@@ -497,7 +436,7 @@ impl Cuda {
     }
 
     /// Host-side position check for a direct (not replayed) launch.
-    fn check_positions(&self, cache: &CudaCache, t: usize) -> Result<()> {
+    pub(super) fn check_positions(&self, cache: &CudaCache, t: usize) -> Result<()> {
         let s = self.lock(&self.step)?;
         if let Some(&p) = s.host_pos[..t]
             .iter()
@@ -553,177 +492,6 @@ impl Cuda {
                 arg(&d),
                 arg(&mc),
             ],
-        )
-    }
-
-    /// The attention op; `path` forces the f32 kernel (tests compare it with the others).
-    #[allow(clippy::too_many_arguments)]
-    pub fn op_attention(
-        &self,
-        q: &CudaBuf,
-        cache: &CudaCache,
-        layer: usize,
-        out: &CudaBuf,
-        t: usize,
-        heads: usize,
-        scale: f32,
-        path: AttnPath,
-    ) -> Result<()> {
-        if t == 0 {
-            return Ok(());
-        }
-        self.check_layer(cache, layer)?;
-        let (kvh, d) = (cache.kv_heads, cache.head_dim);
-        if heads == 0 || !heads.is_multiple_of(kvh) {
-            return Err(self.err(format!(
-                "attention: {heads} query heads over {kvh} kv heads"
-            )));
-        }
-        let group = heads / kvh;
-        if group > 32 {
-            return Err(self.err(format!(
-                "attention: {group} query heads per kv head (at most 32)"
-            )));
-        }
-        self.need("attention q", q, t * heads * d)?;
-        self.need("attention out", out, t * heads * d)?;
-        self.step_rows("attention", t)?;
-        self.check_positions(cache, t)?;
-        let (_, pos) = self.step_ptrs()?;
-        let split = cache.nsplit > 1
-            && t <= SPLIT_ROWS
-            && group <= SPLIT_GROUP
-            && group * t <= 32
-            && t * heads * cache.nsplit * (d + 2) <= cache.part_len;
-        let off = cache.layer_offset(layer);
-        let (qp, kc, vc, op, pp) = (
-            q.ptr(),
-            cache.k.ptr() + off,
-            cache.v.ptr() + off,
-            out.ptr(),
-            cache.part.ptr(),
-        );
-        let (ti, hi, kvi, di, mc) = (
-            i32_of("t", t)?,
-            heads as i32,
-            kvh as i32,
-            d as i32,
-            cache.max_ctx as i32,
-        );
-        let mma = path == AttnPath::Auto && !self.f32_attention;
-        let mma_dim = nvrtc::MMA_HEAD_DIMS.contains(&d);
-        if split && mma && mma_dim && group * t <= DECODE_QUERIES {
-            let nsi = cache.nsplit as i32;
-            self.launch(
-                &Variant::attention_mma(d)?,
-                "attention_decode",
-                (cache.nsplit as u32, kvh as u32, 1),
-                (128, 1, 1),
-                0,
-                &mut [
-                    arg(&qp),
-                    arg(&kc),
-                    arg(&vc),
-                    arg(&pos),
-                    arg(&pp),
-                    arg(&ti),
-                    arg(&hi),
-                    arg(&kvi),
-                    arg(&mc),
-                    arg(&nsi),
-                    arg(&scale),
-                ],
-            )?;
-            return self.combine(pp, op, t, heads, d, cache.nsplit);
-        }
-        if !split && mma && mma_dim {
-            if heads > 65535 {
-                return Err(self.err(format!("attention: {heads} heads")));
-            }
-            let tiles = u32::try_from(t.div_ceil(MMA_ROWS))
-                .map_err(|_| self.err("attention grid too large"))?;
-            return self.launch(
-                &Variant::attention_mma(d)?,
-                "attention_mma",
-                (tiles, heads as u32, 1),
-                (128, 1, 1),
-                0,
-                &mut [
-                    arg(&qp),
-                    arg(&kc),
-                    arg(&vc),
-                    arg(&pos),
-                    arg(&op),
-                    arg(&ti),
-                    arg(&hi),
-                    arg(&kvi),
-                    arg(&mc),
-                    arg(&scale),
-                ],
-            );
-        }
-        let (rpb, nsplit, tiles) = if split {
-            (t, cache.nsplit, 1)
-        } else {
-            let rpb = (16 / group).max(1);
-            (rpb, 1, t.div_ceil(rpb))
-        };
-        let warps = group * rpb;
-        let smem = (ATTN_BK * (d + 1) + ATTN_BK * d + warps * d) * 4;
-        let (rpbi, nsi) = (rpb as i32, nsplit as i32);
-        let v = Variant::attention();
-        let grid_x =
-            u32::try_from(tiles * nsplit).map_err(|_| self.err("attention grid too large"))?;
-        self.launch(
-            &v,
-            "attention",
-            (grid_x, kvh as u32, 1),
-            ((warps * 32) as u32, 1, 1),
-            smem as u32,
-            &mut [
-                arg(&qp),
-                arg(&kc),
-                arg(&vc),
-                arg(&pos),
-                arg(&op),
-                arg(&pp),
-                arg(&ti),
-                arg(&hi),
-                arg(&kvi),
-                arg(&di),
-                arg(&mc),
-                arg(&rpbi),
-                arg(&nsi),
-                arg(&scale),
-            ],
-        )?;
-        if !split {
-            return Ok(());
-        }
-        self.combine(pp, op, t, heads, d, nsplit)
-    }
-
-    /// attention_combine: merges the key slices in `part` into `out`.
-    fn combine(
-        &self,
-        pp: u64,
-        op: u64,
-        t: usize,
-        heads: usize,
-        d: usize,
-        nsplit: usize,
-    ) -> Result<()> {
-        if heads > 65535 {
-            return Err(self.err(format!("attention: {heads} heads")));
-        }
-        let (hi, di, nsi) = (heads as i32, d as i32, nsplit as i32);
-        self.launch(
-            &Variant::attention(),
-            "attention_combine",
-            (t as u32, heads as u32, 1),
-            (128, 1, 1),
-            0,
-            &mut [arg(&pp), arg(&op), arg(&hi), arg(&di), arg(&nsi)],
         )
     }
 
