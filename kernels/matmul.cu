@@ -284,10 +284,13 @@ __device__ __forceinline__ void issue(const Stream& s, int k, int kend, u8* slot
     cp_async_commit();
 }
 
+// max(a, b), NaN when either is.
+__device__ __forceinline__ float max_nan(float a, float b) { return a != a || b != b ? NAN_F32 : fmaxf(a, b); }
+
 // Rounds of x loads a thread issues before it uses the first: x is read once per block
 // from L2, and one round at a time would leave a 14336-wide x (down projection) waiting for
-// 14 round trips before the first chunk is computed; 8 rounds make it 2 (16 spill
-// registers in sm_90's dp4a GEMV).
+// 14 round trips before the first chunk is computed; 8 rounds make it 2 (16 made the dp4a
+// GEMV spill registers on sm_90).
 #define XR 8
 
 // x (one token) into shared memory for the dp4a path, per unit of 32 elements: 32 bytes of
@@ -313,10 +316,13 @@ __device__ __forceinline__ void stage_x_digits(const float* __restrict__ x, floa
             const int i = base + r * blockDim.x + threadIdx.x;
             if (base + r * blockDim.x >= c4) continue;  // uniform: a whole round past the end
             const float e[4] = {v[r].x, v[r].y, v[r].z, v[r].w};
-            float mx = fmaxf(fmaxf(fabsf(e[0]), fabsf(e[1])), fmaxf(fabsf(e[2]), fabsf(e[3])));
+            // A NaN or infinite x makes d NaN, and so every output NaN, as f32 products would
+            // (fmaxf alone would drop a NaN and round it to a zero digit).
+            float mx = max_nan(max_nan(fabsf(e[0]), fabsf(e[1])), max_nan(fabsf(e[2]), fabsf(e[3])));
             float sum = (e[0] + e[1]) + (e[2] + e[3]);
 #pragma unroll
-            for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o));
+            for (int o = 1; o < 8; o <<= 1) mx = max_nan(mx, __shfl_xor_sync(FULL_MASK, mx, o));
+            if (mx == INFINITY) mx = NAN_F32;
 #pragma unroll
             for (int o = 1; o < 4; o <<= 1) sum += __shfl_xor_sync(FULL_MASK, sum, o);
             if (i >= c4) continue;
@@ -391,7 +397,7 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     const int mine = s.first < npairs ? (npairs - 1 - s.first) / s.step + 1 : 0;
     const int kend = mine * s.nch;
 
-    // The first two chunks are on their way while the kernel ahead finishes (weights depend
+    // The first NSLOT chunks are on their way while the kernel ahead finishes (weights depend
     // on no kernel) and while x is staged.
 #pragma unroll
     for (int k = 0; k < NSLOT; k++) issue(s, k, kend, slots + k * NR * slot_row, slot_row, lane, GEMV_ARGS);
@@ -502,7 +508,7 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
             }
         }
         __syncwarp();
-        // The slot is free again: the chunk after next goes into it.
+        // The slot is free again: chunk k + NSLOT goes into it.
         issue(s, k + NSLOT, kend, slot, slot_row, lane, GEMV_ARGS);
         if (c == s.nch - 1) {
             store_rows<TT>(acc, ra, ok, T, lane, e1 < 0);

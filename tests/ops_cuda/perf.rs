@@ -1,5 +1,6 @@
 //! `performance_report`: the speeds of the kernels that decide decode and prefill throughput
-//! on Llama-3.1-8B shapes (split from ops_cuda.rs, whose helpers it uses).
+//! on Llama-3.1-8B shapes, and `gemv_speed`: one-token GEMVs back to back at those shapes
+//! (split from ops_cuda.rs, whose helpers they use).
 
 use super::*;
 
@@ -294,4 +295,61 @@ fn attention_report(c: &Cuda, rng: &mut Rng) {
     for depth in [128usize, 4096, 32768] {
         measure(&cache, rng, 1, depth);
     }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn gemv_speed() {
+    // One-token GEMV time at the Llama-3.1-8B projection shapes, back to back on the stream
+    // (as decode runs them), for the weight formats of bf16, Q8_0 and Q4_K_M models: the
+    // share of the device's bandwidth each reaches. Prints a table; fails only when a
+    // large product moves less than 1 TB/s, far below what an H100-class GPU gives.
+    let c = cuda();
+    let mut rng = Rng(0xbe4c);
+    let shapes = [
+        ("qkv", 6144usize, 4096usize),
+        ("o", 4096, 4096),
+        ("gate_up", 28672, 4096),
+        ("down", 4096, 14336),
+        ("lm_head", 128256, 4096),
+    ];
+    let mut lines = vec![format!(
+        "{:<8} {:<8} {:>10} {:>10} {:>8}",
+        "dtype", "shape", "MB", "us", "TB/s"
+    )];
+    let mut slow = Vec::new();
+    for dtype in [DType::BF16, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
+        for &(name, rows, cols) in &shapes {
+            let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
+            let x = buf(&c, &rng.vec(cols));
+            let o = poisoned(&c, rows);
+            let bytes = (dtype.row_bytes(cols).unwrap() * rows) as f64;
+            let run = |n: usize| {
+                for _ in 0..n {
+                    c.op_matmul(&x, &view(&w, 0, rows), &o, 1, Path::Gemv)
+                        .unwrap();
+                }
+                c.synchronize().unwrap();
+            };
+            run(5);
+            let n = ((20e9 / bytes) as usize).clamp(20, 2000);
+            let t0 = std::time::Instant::now();
+            run(n);
+            let us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+            let tbs = bytes / us / 1e6;
+            lines.push(format!(
+                "{:<8} {:<8} {:>10.1} {:>10.2} {:>8.3}",
+                dtype.to_string(),
+                name,
+                bytes / 1e6,
+                us,
+                tbs
+            ));
+            if bytes > 50e6 && tbs < 1.0 {
+                slow.push(format!("{dtype} {name}: {tbs:.3} TB/s"));
+            }
+        }
+    }
+    eprintln!("{}", lines.join("\n"));
+    assert!(slow.is_empty(), "GEMVs below 1 TB/s: {slow:?}");
 }
