@@ -219,8 +219,9 @@ impl Cuda {
 
     /// Several matmuls of the same x (`Backend::matmul_group`): for up to MAX_T tokens one
     /// matmul_gemv launch over the concatenated rows when the weights share dtype and shape
-    /// of rows (q/k/v, gate/up of every real model); for prefill x is cast once and each
-    /// weight runs its cuBLASLt product. Anything else is one matmul per weight.
+    /// of rows (q/k/v, gate/up of every real model), else one launch per format; for prefill
+    /// x is cast once and each weight runs its cuBLASLt product. Anything else is one matmul
+    /// per weight.
     pub fn op_matmul_group(
         &self,
         x: &CudaBuf,
