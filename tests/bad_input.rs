@@ -4,10 +4,14 @@
 
 use lamina::dtype::DType;
 use lamina::model::resolve::open;
-use lamina::weights::gguf::{self, Metadata, TensorData, Value};
+use lamina::weights::gguf::{self, Metadata, Value};
 use lamina::weights::WeightStore;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod common;
+
+use common::gguf::{f32_tensors, Dims};
 
 fn test_dir(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -58,23 +62,16 @@ fn llama_shapes() -> Vec<(&'static str, Vec<usize>)> {
 }
 
 fn llama_meta(arch: &str) -> Metadata {
-    let mut m = Metadata::new();
-    let k = |s: &str| format!("{arch}.{s}");
-    m.insert("general.architecture".into(), Value::String(arch.into()));
-    m.insert("general.name".into(), Value::String("tiny".into()));
-    for (key, v) in [
-        ("embedding_length", H),
-        ("feed_forward_length", FF),
-        ("block_count", 1),
-        ("attention.head_count", NH),
-        ("attention.head_count_kv", KV),
-        ("context_length", 128),
-        ("vocab_size", V),
-    ] {
-        m.insert(k(key), Value::U32(v as u32));
-    }
-    m.insert(k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5));
-    m
+    let d = Dims {
+        hidden: H,
+        ff: FF,
+        layers: 1,
+        heads: NH,
+        kv_heads: KV,
+        ctx: 128,
+        vocab: V,
+    };
+    common::gguf::llama_meta(arch, "tiny", &d)
 }
 
 /// A valid one-layer llama GGUF (f32), with `shapes` in place of the usual tensors.
@@ -83,17 +80,7 @@ fn llama_gguf_with(meta: &Metadata, shapes: &[(&str, Vec<usize>)]) -> Vec<u8> {
         .iter()
         .map(|(_, s)| vec![0x3f; s.iter().product::<usize>() * 4])
         .collect();
-    let tensors: Vec<TensorData> = shapes
-        .iter()
-        .zip(&data)
-        .map(|((name, shape), bytes)| TensorData {
-            name,
-            dtype: DType::F32,
-            shape,
-            bytes,
-        })
-        .collect();
-    gguf::encode(meta, &tensors).unwrap()
+    gguf::encode(meta, &f32_tensors(shapes, &data)).unwrap()
 }
 
 fn llama_gguf() -> Vec<u8> {

@@ -2,42 +2,30 @@
 //! Runs on whatever `--backend auto` finds (lavapipe on a machine without a GPU).
 
 use lamina::dtype::DType;
-use lamina::weights::gguf::{self, Metadata, TensorData, Value};
-use lamina::{testdata, weights::WeightStore};
+use lamina::testdata;
+use lamina::weights::gguf::{self, TensorData};
 mod common;
 
 use common::bin::{lamina, smollm2, test_dir, text};
+use common::gguf::{f32_tensors, llama_meta, tokenizer_meta, Dims};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// A one-layer llama GGUF with SmolLM2's tokenizer whose `ffn_down` is IQ2_XXS, a type no
 /// backend of ours runs.
 fn write_iq2_model(path: &Path) {
-    let smol = WeightStore::open(Path::new(&smollm2())).unwrap();
-    let mut meta: Metadata = smol
-        .meta
-        .iter()
-        .filter(|(k, _)| k.starts_with("tokenizer."))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     let (h, ff, vocab) = (64usize, 256usize, 49152usize);
-    meta.insert("general.architecture".into(), Value::String("llama".into()));
-    meta.insert("general.name".into(), Value::String("iq2 test".into()));
-    for (k, v) in [
-        ("embedding_length", h),
-        ("feed_forward_length", ff),
-        ("block_count", 1),
-        ("attention.head_count", 4),
-        ("attention.head_count_kv", 4),
-        ("context_length", 256),
-        ("vocab_size", vocab),
-    ] {
-        meta.insert(format!("llama.{k}"), Value::U32(v as u32));
-    }
-    meta.insert(
-        "llama.attention.layer_norm_rms_epsilon".into(),
-        Value::F32(1e-5),
-    );
+    let d = Dims {
+        hidden: h,
+        ff,
+        layers: 1,
+        heads: 4,
+        kv_heads: 4,
+        ctx: 256,
+        vocab,
+    };
+    let mut meta = tokenizer_meta(&smollm2());
+    meta.extend(llama_meta("llama", "iq2 test", &d));
     let f32s: &[(&str, Vec<usize>)] = &[
         ("token_embd.weight", vec![vocab, h]),
         ("blk.0.attn_norm.weight", vec![h]),
@@ -60,16 +48,7 @@ fn write_iq2_model(path: &Path) {
         .collect();
     let down = vec![0x11u8; DType::IQ2_XXS.tensor_bytes(&[h, ff]).unwrap()];
     let down_shape = [h, ff];
-    let mut tensors: Vec<TensorData> = f32s
-        .iter()
-        .zip(&data)
-        .map(|((name, shape), bytes)| TensorData {
-            name,
-            dtype: DType::F32,
-            shape,
-            bytes,
-        })
-        .collect();
+    let mut tensors = f32_tensors(f32s, &data);
     tensors.push(TensorData {
         name: "blk.0.ffn_down.weight",
         dtype: DType::IQ2_XXS,

@@ -2,16 +2,16 @@
 //! with llama3 scaling as a rope_freqs tensor (loading.rs covers the real GGUFs).
 
 use lamina::backend::RopeLayout;
-use lamina::dtype::DType;
 use lamina::model::config::{Family, RopeScaling};
 use lamina::model::llama::Plan;
 use lamina::model::resolve::open;
-use lamina::weights::gguf::{self, Metadata, TensorData, Value};
+use lamina::weights::gguf::{self, Metadata, Value};
 use std::path::Path;
 
 mod common;
 
 use common::bin::test_dir;
+use common::gguf::{f32_tensors, llama_meta, Dims};
 
 const TINY: (usize, usize, usize, usize, usize, usize) = (64, 32, 4, 2, 8, 48); // vocab hidden heads kv hd ff
 
@@ -22,18 +22,16 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 /// GGUF metadata for a tiny model of `arch`.
 fn gguf_meta(arch: &str, name: &str) -> Metadata {
     let (v, h, nh, kv, _, ff) = TINY;
-    let mut m = Metadata::new();
-    let k = |s: &str| format!("{arch}.{s}");
-    m.insert("general.architecture".into(), Value::String(arch.into()));
-    m.insert("general.name".into(), Value::String(name.into()));
-    m.insert(k("embedding_length"), Value::U32(h as u32));
-    m.insert(k("feed_forward_length"), Value::U32(ff as u32));
-    m.insert(k("block_count"), Value::U32(1));
-    m.insert(k("attention.head_count"), Value::U32(nh as u32));
-    m.insert(k("attention.head_count_kv"), Value::U32(kv as u32));
-    m.insert(k("context_length"), Value::U32(1024));
-    m.insert(k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5));
-    m.insert(k("vocab_size"), Value::U32(v as u32));
+    let d = Dims {
+        hidden: h,
+        ff,
+        layers: 1,
+        heads: nh,
+        kv_heads: kv,
+        ctx: 1024,
+        vocab: v,
+    };
+    let mut m = llama_meta(arch, name, &d);
     m.insert("tokenizer.ggml.eos_token_id".into(), Value::U32(7));
     m.insert("tokenizer.ggml.eot_token_id".into(), Value::U32(9));
     m
@@ -59,17 +57,11 @@ fn write_f32_gguf(
             },
         )
         .collect();
-    let tensors: Vec<TensorData> = shapes
-        .iter()
-        .zip(&data)
-        .map(|((name, shape), bytes)| TensorData {
-            name,
-            dtype: DType::F32,
-            shape,
-            bytes,
-        })
-        .collect();
-    std::fs::write(path, gguf::encode(meta, &tensors).unwrap()).unwrap();
+    std::fs::write(
+        path,
+        gguf::encode(meta, &f32_tensors(shapes, &data)).unwrap(),
+    )
+    .unwrap();
 }
 
 /// One layer's GGUF tensors, fused as phi3 stores them or separate as llama does.

@@ -6,13 +6,14 @@ use lamina::dtype::DType;
 use lamina::generate::{EngineOptions, InferenceAdapter};
 use lamina::select::{open, BackendChoice};
 use lamina::testdata;
-use lamina::weights::gguf::{self, Metadata, TensorData, Value};
+use lamina::weights::gguf::{self, TensorData, Value};
 use lamina::weights::WeightStore;
 use serde_json::Value as Json;
 
 mod common;
 
 use common::bin::{lamina, smollm2, test_dir, text};
+use common::gguf::{llama_meta, tokenizer_meta, Dims};
 use std::path::Path;
 
 fn english() -> String {
@@ -217,31 +218,18 @@ fn noise(seed: u64, i: usize) -> f32 {
 /// A two-layer llama GGUF with SmolLM2's tokenizer and the same random weights each time; the
 /// matrices (and the output projection) are stored as `dtype`, the embedding as BF16.
 fn tiny_model(path: &Path, dtype: DType) {
-    let smol = WeightStore::open(Path::new(&smollm2())).unwrap();
-    let mut meta: Metadata = smol
-        .meta
-        .iter()
-        .filter(|(k, _)| k.starts_with("tokenizer."))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     let (h, ff, vocab, layers) = (64usize, 128usize, 49152usize, 2);
-    meta.insert("general.architecture".into(), Value::String("llama".into()));
-    meta.insert("general.name".into(), Value::String("ppl test".into()));
-    for (k, v) in [
-        ("embedding_length", h),
-        ("feed_forward_length", ff),
-        ("block_count", layers),
-        ("attention.head_count", 4),
-        ("attention.head_count_kv", 4),
-        ("context_length", 256),
-        ("vocab_size", vocab),
-    ] {
-        meta.insert(format!("llama.{k}"), Value::U32(v as u32));
-    }
-    meta.insert(
-        "llama.attention.layer_norm_rms_epsilon".into(),
-        Value::F32(1e-5),
-    );
+    let d = Dims {
+        hidden: h,
+        ff,
+        layers,
+        heads: 4,
+        kv_heads: 4,
+        ctx: 256,
+        vocab,
+    };
+    let mut meta = tokenizer_meta(&smollm2());
+    meta.extend(llama_meta("llama", "ppl test", &d));
     // (name, shape, scale, stored as): 0 scale marks a norm (ones, F32).
     let mut specs: Vec<(String, Vec<usize>, f32, DType)> = vec![
         ("token_embd.weight".into(), vec![vocab, h], 1.0, DType::BF16),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod gguf;
 pub mod golden;
 
 use golden::{Golden, Run};
