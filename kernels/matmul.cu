@@ -556,8 +556,11 @@ extern "C" __global__ void matmul_dequant(const u8* __restrict__ W, i64 row_byte
 }
 #endif
 
-// y = x as bf16 for BF16 weights, f16 otherwise (the operand type cuBLASLt multiplies).
-// Four elements per step where n allows (n % 4 == 0; buffers start 256-byte aligned).
+// y = x as bf16 for BF16 weights, f16 otherwise (the operand type cuBLASLt multiplies); with
+// `lo`, what that rounding dropped, rounded the same way: the two halves sum to x within about
+// 16 bits of mantissa (bf16) or 22 (f16), for products as accurate as f32
+// (LAMINA_CUDA_MATMUL=exact). Four elements per step where n allows (n % 4 == 0; buffers
+// start 256-byte aligned).
 __device__ __forceinline__ u16 cast1(float v) {
 #ifdef CAST_BF16
     return f32_to_bf16(v);
@@ -566,15 +569,24 @@ __device__ __forceinline__ u16 cast1(float v) {
 #endif
 }
 
-extern "C" __global__ void matmul_cast(const float* __restrict__ x, u16* __restrict__ y, i64 n) {
+__device__ __forceinline__ u16 cast_half(float v, int lo) {
+#ifdef CAST_BF16
+    return lo ? cast1(v - bf16_to_f32(cast1(v))) : cast1(v);
+#else
+    return lo ? cast1(v - f16_to_f32(cast1(v))) : cast1(v);
+#endif
+}
+
+extern "C" __global__ void matmul_cast(const float* __restrict__ x, u16* __restrict__ y, i64 n, int lo) {
     pdl_begin();
     const i64 stride = (i64)gridDim.x * blockDim.x;
     if (n % 4 == 0) {
         for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n / 4; i += stride) {
             const float4 v = ((const float4*)x)[i];
-            ((uint2*)y)[i] = make_uint2((u32)cast1(v.x) | ((u32)cast1(v.y) << 16), (u32)cast1(v.z) | ((u32)cast1(v.w) << 16));
+            ((uint2*)y)[i] = make_uint2((u32)cast_half(v.x, lo) | ((u32)cast_half(v.y, lo) << 16),
+                                        (u32)cast_half(v.z, lo) | ((u32)cast_half(v.w, lo) << 16));
         }
     } else {
-        for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = cast1(x[i]);
+        for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = cast_half(x[i], lo);
     }
 }

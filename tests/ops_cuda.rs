@@ -607,6 +607,8 @@ fn tensor_core_attention_matches_f32_attention() {
 
 #[path = "ops_cuda/perf.rs"]
 mod perf;
+#[path = "ops_cuda/precision.rs"]
+mod precision;
 
 #[test]
 #[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]

@@ -301,7 +301,7 @@ fn attention_report(c: &Cuda, rng: &mut Rng) {
 #[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
 fn gemv_speed() {
     // One-token GEMV time at the Llama-3.1-8B projection shapes, back to back on the stream
-    // (as decode runs them), for the weight formats of bf16, Q8_0 and Q4_K_M models: the
+    // (as decode runs them) and from DRAM, for the weight formats of bf16, Q8_0 and Q4_K_M models: the
     // share of the device's bandwidth each reaches. Prints a table; fails only when a
     // large product moves less than 1 TB/s, far below what an H100-class GPU gives.
     let c = cuda();
@@ -320,13 +320,19 @@ fn gemv_speed() {
     let mut slow = Vec::new();
     for dtype in [DType::BF16, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
         for &(name, rows, cols) in &shapes {
-            let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
+            let bytes = (dtype.row_bytes(cols).unwrap() * rows) as f64;
+            // Copies of the weight taken in turn, 256 MB or more in all, so that each launch
+            // reads its weight from DRAM as decode does (one weight alone may fit in L2).
+            let copies = ((256e6 / bytes).ceil() as usize).clamp(1, 32);
+            let ws: Vec<_> = (0..copies)
+                .map(|_| random_weight(&c, &mut rng, "w", dtype, rows, cols))
+                .collect();
             let x = buf(&c, &rng.vec(cols));
             let o = poisoned(&c, rows);
-            let bytes = (dtype.row_bytes(cols).unwrap() * rows) as f64;
             let run = |n: usize| {
-                for _ in 0..n {
-                    c.op_matmul(&x, &view(&w, 0, rows), &o, 1, Path::Gemv)
+                for i in 0..n {
+                    let w = &ws[i % copies];
+                    c.op_matmul(&x, &view(w, 0, rows), &o, 1, Path::Gemv)
                         .unwrap();
                 }
                 c.synchronize().unwrap();

@@ -59,6 +59,8 @@ pub struct Gemm {
     /// Output (f32; int32 for int8 operands), row stride `ldd` elements.
     pub d: u64,
     pub ldd: usize,
+    /// d += the product (beta 1) instead of d = the product.
+    pub accumulate: bool,
 }
 
 /// The largest power of two (up to 256) dividing the address: cuBLASLt assumes 256-byte
@@ -336,10 +338,11 @@ impl Blas {
         let stream = self.stream.cu_stream() as lt::cudaStream_t;
         let plan = self.plan(g)?;
         // alpha and beta have the scale type: int32 for int8 products, f32 otherwise.
+        let b = u8::from(g.accumulate);
         let (alpha, beta): ([u8; 4], [u8; 4]) = if g.a_elem == Elem::I8 {
-            (1i32.to_ne_bytes(), 0i32.to_ne_bytes())
+            (1i32.to_ne_bytes(), i32::from(b).to_ne_bytes())
         } else {
-            (1f32.to_ne_bytes(), 0f32.to_ne_bytes())
+            (1f32.to_ne_bytes(), f32::from(b).to_ne_bytes())
         };
         // SAFETY: the caller checked that a, b and d hold the m x k, k x n and m x n (ld ldd)
         // matrices; the plan's descriptors describe exactly those.

@@ -6,7 +6,8 @@
 //! - larger t (prefill): cuBLASLt on tensor cores. x is cast to the weight's f16/bf16 (F32
 //!   weights: an f32 product, no cast); a GGUF weight is dequantized to f16 in bands of rows
 //!   into a per-call scratch buffer that is overwritten by the next band: never a stored copy.
-//!   A group casts x once for all its products.
+//!   A group casts x once for all its products. Exact products (LAMINA_CUDA_MATMUL=exact)
+//!   also cast what the rounding dropped and add a second product of it.
 
 use super::blas::{Elem, Gemm};
 use super::nvrtc::{self, Variant};
@@ -409,7 +410,11 @@ impl Cuda {
         // blocks per SM; GGUF blocks one, since every block stages all of x.
         let sms = self.info.multiprocessors as usize;
         let want = if c.dtype.is_quantized() { sms } else { 2 * sms };
-        let mut warps = GEMV_WARPS;
+        let mut warps = if c.dtype.is_quantized() {
+            nvrtc::gemv_warps().min(GEMV_WARPS)
+        } else {
+            GEMV_WARPS
+        };
         while warps > 2 && pairs.div_ceil(warps) < want {
             warps /= 2;
         }
@@ -479,9 +484,10 @@ impl Cuda {
         )
     }
 
-    /// Launches matmul_cast of `v`: n floats of x into `dst` as f16/bf16.
-    fn cast_x(&self, v: &Variant, x: &CudaBuf, dst: u64, n: usize) -> Result<()> {
-        let (xp, nn) = (x.ptr(), n as i64);
+    /// Launches matmul_cast of `v`: n floats of x into `dst` as f16/bf16, or with `lo`
+    /// what that rounding dropped.
+    fn cast_x(&self, v: &Variant, lo: bool, x: &CudaBuf, dst: u64, n: usize) -> Result<()> {
+        let (xp, nn, lo) = (x.ptr(), n as i64, i32::from(lo));
         let blocks = n
             .div_ceil(4 * 256)
             .clamp(1, self.info.multiprocessors as usize * 16) as u32;
@@ -491,20 +497,41 @@ impl Cuda {
             (blocks, 1, 1),
             (256, 1, 1),
             0,
-            &mut [arg(&xp), arg(&dst), arg(&nn)],
+            &mut [arg(&xp), arg(&dst), arg(&nn), arg(&lo)],
         )
     }
 
     /// x (n floats) cast for cuBLASLt products with `dtype` weights, into the cast scratch:
-    /// bf16 for BF16, f16 for F16 and GGUF blocks; None for F32 (an f32 product).
+    /// bf16 for BF16, f16 for F16 and GGUF blocks; None for F32 (an f32 product). With
+    /// exact products, what the cast dropped follows at xs + 2n bytes.
     fn cast_for_blas(&self, x: &CudaBuf, dtype: DType, n: usize) -> Result<Option<u64>> {
         if dtype == DType::F32 {
             return Ok(None);
         }
         let v = Variant::matmul(dtype, false)?;
-        let xs = self.scratch(|s| &mut s.cast, n * 2)?;
-        self.cast_x(&v, x, xs, n)?;
+        let halves = if self.exact_products { 2 } else { 1 };
+        let xs = self.scratch(|s| &mut s.cast, halves * n * 2)?;
+        self.cast_x(&v, false, x, xs, n)?;
+        if self.exact_products {
+            self.cast_x(&v, true, x, xs + 2 * n as u64, n)?;
+        }
         Ok(Some(xs))
+    }
+
+    /// The product `g`, and with exact products the same weights times the low half of x
+    /// (at g.b + 2 * n * k bytes) added to it.
+    fn blas_gemm(&self, g: Gemm) -> Result<()> {
+        let mut blas = self.lock(&self.blas)?;
+        blas.gemm(&g)?;
+        if self.exact_products && matches!(g.b_elem, Elem::F16 | Elem::BF16) {
+            let lo = Gemm {
+                b: g.b + 2 * (g.n * g.k) as u64,
+                accumulate: true,
+                ..g
+            };
+            blas.gemm(&lo)?;
+        }
+        Ok(())
     }
 
     /// The cuBLASLt product of a checked view; `xs` is x already cast by cast_for_blas.
@@ -527,6 +554,7 @@ impl Cuda {
             b_elem,
             d,
             ldd: rows,
+            accumulate: false,
         };
         let xs = match xs {
             Some(p) => p,
@@ -546,8 +574,7 @@ impl Cuda {
                 } else {
                     Elem::BF16
                 };
-                let g = gemm(rows, base, elem, xs, elem, out.ptr());
-                self.lock(&self.blas)?.gemm(&g)
+                self.blas_gemm(gemm(rows, base, elem, xs, elem, out.ptr()))
             }
             _ if dtype.is_quantized() => {
                 let v = Variant::matmul(dtype, false)?;
@@ -573,7 +600,7 @@ impl Cuda {
                     )?;
                     // out[:, r0..r0+n]: column-major rows r0.. of the m x t output.
                     let g = gemm(n, ws, Elem::F16, xs, Elem::F16, out.ptr() + 4 * r0 as u64);
-                    self.lock(&self.blas)?.gemm(&g)?;
+                    self.blas_gemm(g)?;
                     r0 += n;
                 }
                 Ok(())

@@ -106,6 +106,7 @@ impl Cuda {
                 b_elem: Elem::I8,
                 d: out.ptr(),
                 ldd: rows,
+                accumulate: false,
             };
             self.lock(&self.blas)?.gemm(&g)?;
             let (op, total) = (out.ptr(), (t * rows) as i64);

@@ -21,8 +21,10 @@
 //!   few hidden-size vectors (KBs) against the weights' GBs, and graphs remove their launch
 //!   gaps, so they are not fused.
 //! - Environment: LAMINA_CUDA_SYNC=1 synchronizes after every launch and names a kernel that
-//!   faults; LAMINA_CUDA_ATTN=f32 keeps prefill attention off tensor cores; compiled kernels
-//!   are cached in $LAMINA_CACHE/cuda-kernels (default ~/.cache/lamina/cuda-kernels);
+//!   faults; LAMINA_CUDA_ATTN=f32 keeps prefill attention off tensor cores;
+//!   LAMINA_CUDA_MATMUL=exact gives cuBLASLt x as two 16-bit halves (f32-accurate prefill,
+//!   twice the product work); compiled kernels are cached in $LAMINA_CACHE/cuda-kernels
+//!   (default ~/.cache/lamina/cuda-kernels);
 //!   LAMINA_NVRTC_DIR names a pip install of NVRTC (libs.rs lists every folder searched).
 
 pub mod attention;
@@ -276,6 +278,10 @@ pub struct Cuda {
     pdl: bool,
     /// LAMINA_CUDA_SWIGLU=parts: gate/up and SwiGLU as separate launches (comparisons).
     swiglu_parts: bool,
+    /// LAMINA_CUDA_MATMUL=exact: cuBLASLt products take x as two f16/bf16 halves (x
+    /// rounded, then what the rounding dropped), two products summed: f32-accurate
+    /// activations for prefill at twice the tensor-core work.
+    exact_products: bool,
     info: DeviceInfo,
     /// Bytes of every live DevMem of this backend.
     live: Arc<AtomicU64>,
@@ -381,11 +387,17 @@ impl Cuda {
             f32_attention: std::env::var("LAMINA_CUDA_ATTN").is_ok_and(|v| v == "f32"),
             pdl: info.compute.0 >= 9 && std::env::var("LAMINA_CUDA_PDL").map_or(true, |v| v != "0"),
             swiglu_parts: std::env::var("LAMINA_CUDA_SWIGLU").is_ok_and(|v| v == "parts"),
+            exact_products: std::env::var("LAMINA_CUDA_MATMUL").is_ok_and(|v| v == "exact"),
             info,
             live,
             stream,
             ctx,
         })
+    }
+
+    /// Turns exact products (LAMINA_CUDA_MATMUL=exact) on or off for this backend.
+    pub fn set_exact_products(&mut self, on: bool) {
+        self.exact_products = on;
     }
 
     pub fn info(&self) -> &DeviceInfo {

@@ -98,15 +98,28 @@ pub fn gemv_idot() -> bool {
 }
 
 /// Chunk slots per warp of the GGUF GEMV (NSLOT in matmul.cu): chunks in flight while one
-/// is computed, plus one. LAMINA_CUDA_GEMV_SLOTS=2..4 overrides, for tuning (read once).
+/// is computed, plus one. LAMINA_CUDA_GEMV_SLOTS=2..8 overrides, for tuning (read once).
 pub fn gemv_slots() -> usize {
     static SLOTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *SLOTS.get_or_init(|| {
         std::env::var("LAMINA_CUDA_GEMV_SLOTS")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
-            .filter(|s| (2..=4).contains(s))
+            .filter(|s| (2..=8).contains(s))
             .unwrap_or(2)
+    })
+}
+
+/// Most warps per block of the GGUF GEMV (8, the kernel's bound).
+/// LAMINA_CUDA_GEMV_WARPS=2|4 lowers it, for tuning (read once).
+pub fn gemv_warps() -> usize {
+    static WARPS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *WARPS.get_or_init(|| {
+        std::env::var("LAMINA_CUDA_GEMV_WARPS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|w| [2, 4].contains(w))
+            .unwrap_or(8)
     })
 }
 
