@@ -71,11 +71,17 @@ __device__ __forceinline__ RowAt row_at(int row, const u8* w0, const u8* w1, con
     return r;
 }
 
+// Decode fusions (flags): ADD stores out += product (the residual add of the o and down
+// projections); NORM multiplies rms_norm(x) * nrm instead of x (nrm in F32, F16 or BF16 by
+// nrm_dt 0, 1, 2; GGUF blocks with x in shared memory, one token: the host checks), which
+// saves the norm's launch before q/k/v and gate/up.
+#define FUSE_ADD 1
+#define FUSE_NORM 2
 #define GEMV_PARAMS                                                                                                \
     const u8 *__restrict__ w0, const u8 *__restrict__ w1, const u8 *__restrict__ w2, i64 row_bytes,              \
         const float *__restrict__ x, float *__restrict__ o0, float *__restrict__ o1, float *__restrict__ o2, int e0, \
-        int e1, int rows, int cols, int T
-#define GEMV_ARGS w0, w1, w2, row_bytes, x, o0, o1, o2, e0, e1, rows, cols, T
+        int e1, int rows, int cols, int T, const u8 *__restrict__ nrm, int nrm_dt, float eps, int flags
+#define GEMV_ARGS w0, w1, w2, row_bytes, x, o0, o1, o2, e0, e1, rows, cols, T, nrm, nrm_dt, eps, flags
 
 // A 16-byte load that does not allocate in L1: weights are read once, x stays cached.
 __device__ __forceinline__ uint4 ld_stream(const void* p) {
@@ -86,23 +92,25 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
     return v;
 }
 
-// Sums each row's partials over the warp and stores them (lane 0).
+// Sums each row's partials over the warp, times `scale` (the norm's 1 / rms under FUSE_NORM),
+// and stores them (lane 0), or adds them to the output under FUSE_ADD.
 // With `swiglu` (NR = 2: gate and up of one output) it stores silu(gate) * up instead.
 template <int TT>
 __device__ __forceinline__ void store_rows(float (&acc)[NR][TT], const RowAt* ra, const bool* ok, int T, int lane,
-                                           bool swiglu) {
+                                           bool swiglu, float scale, int flags) {
 #pragma unroll
     for (int t = 0; t < TT; t++) {
         if (TT == 1 || t < T) {
             if (swiglu) {
-                const float g = warp_sum(acc[0][t]), u = warp_sum(acc[1][t]);
+                const float g = warp_sum(acc[0][t]) * scale, u = warp_sum(acc[1][t]) * scale;
                 if (lane == 0 && ok[0]) ra[0].o[(i64)t * ra[0].stride] = swiglu1(g, u);
                 continue;
             }
 #pragma unroll
             for (int r = 0; r < NR; r++) {
-                const float s = warp_sum(acc[r][t]);
-                if (lane == 0 && ok[r]) ra[r].o[(i64)t * ra[r].stride] = s;
+                const float s = warp_sum(acc[r][t]) * scale;
+                float* o = ra[r].o + (i64)t * ra[r].stride;
+                if (lane == 0 && ok[r]) *o = flags & FUSE_ADD ? *o + s : s;
             }
         }
     }
@@ -207,7 +215,7 @@ __device__ __forceinline__ void gemv_plain(GEMV_PARAMS) {
         }
     }
 #endif
-    store_rows<TT>(acc, ra, ok, T, lane, e1 < 0);
+    store_rows<TT>(acc, ra, ok, T, lane, e1 < 0, 1.0f, flags);
 }
 
 // (256, 1): without the promise of one block per SM, ptxas saves registers by moving each
@@ -300,22 +308,43 @@ __device__ __forceinline__ float max_nan(float a, float b) { return a != a || b 
 // in steps of d / 254, so x is kept to about 1 part in 64,000 of the unit's largest
 // element (an f16 keeps 1 in 2,048 of each), and every product with the weight's
 // integers is exact.
-__device__ __forceinline__ void stage_x_digits(const float* __restrict__ x, float* xs, int cols) {
+// With `nrm` (FUSE_NORM) the digits are of x * nrm, and the sum of x^2 comes back (this
+// thread's part) for the norm's 1 / rms, which the outputs are multiplied by: the digits are
+// the same for any common factor of x.
+__device__ __forceinline__ float4 norm_w4(const u8* __restrict__ nrm, int dt, int c) {
+    if (dt == 0) return __ldg((const float4*)nrm + c / 4);
+    const uint2 h = __ldg((const uint2*)nrm + c / 4);
+    if (dt == 1) return make_float4(f16_to_f32(h.x & 0xffff), f16_to_f32(h.x >> 16), f16_to_f32(h.y & 0xffff), f16_to_f32(h.y >> 16));
+    return make_float4(bf16_to_f32(h.x & 0xffff), bf16_to_f32(h.x >> 16), bf16_to_f32(h.y & 0xffff), bf16_to_f32(h.y >> 16));
+}
+
+__device__ __forceinline__ float stage_x_digits(const float* __restrict__ x, float* xs, int cols,
+                                                const u8* __restrict__ nrm, int nrm_dt) {
+    float ss = 0.0f;
     // Eight threads per unit (4 elements each); blockDim.x is a multiple of 32, so a unit's
     // threads are eight aligned lanes of one warp, and whole warps run each round.
     const int c4 = cols / 4;
     for (int base = 0; base < c4; base += XR * blockDim.x) {
-        float4 v[XR];
+        float4 v[XR], g[XR];
 #pragma unroll
         for (int r = 0; r < XR; r++) {
             const int i = base + r * blockDim.x + threadIdx.x;
             v[r] = i < c4 ? __ldg((const float4*)x + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (nrm) g[r] = i < c4 ? norm_w4(nrm, nrm_dt, 4 * i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
 #pragma unroll
         for (int r = 0; r < XR; r++) {
             const int i = base + r * blockDim.x + threadIdx.x;
             if (base + r * blockDim.x >= c4) continue;  // uniform: a whole round past the end
-            const float e[4] = {v[r].x, v[r].y, v[r].z, v[r].w};
+            float e[4] = {v[r].x, v[r].y, v[r].z, v[r].w};
+            if (nrm) {
+                const float gw[4] = {g[r].x, g[r].y, g[r].z, g[r].w};
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    ss = fmaf(e[k], e[k], ss);
+                    e[k] *= gw[k];
+                }
+            }
             // A NaN or infinite x makes d NaN, and so every output NaN, as f32 products would
             // (fmaxf alone would drop a NaN and round it to a zero digit).
             float mx = max_nan(max_nan(fabsf(e[0]), fabsf(e[1])), max_nan(fabsf(e[2]), fabsf(e[3])));
@@ -348,11 +377,15 @@ __device__ __forceinline__ void stage_x_digits(const float* __restrict__ x, floa
             }
         }
     }
+    return ss;
 }
 
-// x (T tokens) into shared memory as f32, XU floats per unit.
-__device__ __forceinline__ void stage_x_f32(const float* __restrict__ x, float* xs, int cols, int T) {
+// x (T tokens) into shared memory as f32, XU floats per unit; with `nrm` (one token) x * nrm,
+// returning this thread's part of the sum of x^2 as stage_x_digits does.
+__device__ __forceinline__ float stage_x_f32(const float* __restrict__ x, float* xs, int cols, int T,
+                                             const u8* __restrict__ nrm, int nrm_dt) {
     const int c4 = cols / 4, n = T * c4, xstride = (cols / 32) * XU;
+    float ss = 0.0f;
     for (int base = 0; base < n; base += XR * blockDim.x) {
         float4 v[XR];
 #pragma unroll
@@ -365,14 +398,22 @@ __device__ __forceinline__ void stage_x_f32(const float* __restrict__ x, float* 
             const int i = base + r * blockDim.x + threadIdx.x;
             if (i < n) {
                 const int t = i / c4, c = 4 * (i - t * c4);
-                *(float4*)(xs + t * xstride + (c / 32) * XU + c % 32) = v[r];
+                float4 e = v[r];
+                if (nrm) {
+                    const float4 gw = norm_w4(nrm, nrm_dt, c);
+                    ss = fmaf(e.x, e.x, fmaf(e.y, e.y, fmaf(e.z, e.z, fmaf(e.w, e.w, ss))));
+                    e = make_float4(e.x * gw.x, e.y * gw.y, e.z * gw.z, e.w * gw.w);
+                }
+                *(float4*)(xs + t * xstride + (c / 32) * XU + c % 32) = e;
             }
         }
     }
+    return ss;
 }
 
 // Shared memory: per warp NSLOT slots of NR rows of slot_row bytes, then (XS) x: T rows of
-// XU floats per unit, then 16 bytes the decoders may over-read.
+// XU floats per unit, then 16 bytes the decoders may over-read, then 32 floats for the norm's
+// sum (FUSE_NORM).
 template <int TT, bool XS>
 __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     // One token with x in shared memory, in a format with integer units: dp4a products.
@@ -402,11 +443,12 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
 #pragma unroll
     for (int k = 0; k < NSLOT; k++) issue(s, k, kend, slots + k * NR * slot_row, slot_row, lane, GEMV_ARGS);
     pdl_begin();
-    if (IQ) {
-        stage_x_digits(x, xs, cols);
-        __syncthreads();
-    } else if (XS) {
-        stage_x_f32(x, xs, cols, T);
+    // 1 / rms(x) under FUSE_NORM (one token, x in shared memory: the host sees to it).
+    float scale = 1.0f;
+    const u8* norm = XS && (flags & FUSE_NORM) ? nrm : nullptr;
+    if (XS) {
+        const float ss = IQ ? stage_x_digits(x, xs, cols, norm, nrm_dt) : stage_x_f32(x, xs, cols, T, norm, nrm_dt);
+        if (norm) scale = rsqrtf(block_sum(ss, xs + T * xstride + 4) / (float)cols + eps);
         __syncthreads();
     }
 
@@ -511,7 +553,7 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
         // The slot is free again: chunk k + NSLOT goes into it.
         issue(s, k + NSLOT, kend, slot, slot_row, lane, GEMV_ARGS);
         if (c == s.nch - 1) {
-            store_rows<TT>(acc, ra, ok, T, lane, e1 < 0);
+            store_rows<TT>(acc, ra, ok, T, lane, e1 < 0, scale, flags);
 #pragma unroll
             for (int r = 0; r < NR; r++)
 #pragma unroll

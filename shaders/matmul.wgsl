@@ -27,7 +27,8 @@ struct Params {
     w_row0: u32,
     out_stride: u32,
     out_col0: u32,
-    pad: u32,
+    // 1: add the product to out (matmul_add: the residual add after o and down).
+    add: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,6 +37,14 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const GEMV_ROWS: u32 = 4u;
+
+fn put(i: u32, v: f32) {
+    if (p.add != 0u) {
+        out[i] = out[i] + v;
+    } else {
+        out[i] = v;
+    }
+}
 
 fn x4(i: u32) -> vec4<f32> {
     return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
@@ -87,7 +96,7 @@ fn gemv(ids: Ids) {
     }
     let s = wg_sum4(acc, ids);
     if (ids.lid < GEMV_ROWS && tok < p.t && r0 + ids.lid < p.n) {
-        out[tok * p.out_stride + p.out_col0 + r0 + ids.lid] = s[ids.lid];
+        put(tok * p.out_stride + p.out_col0 + r0 + ids.lid, s[ids.lid]);
     }
 }
 
@@ -145,7 +154,7 @@ fn rows(
     for (var j = 0u; j < ROWS_R; j++) {
         let r = r0 + j * ROWS_WG;
         if (tok < p.t && r < p.n) {
-            out[tok * p.out_stride + p.out_col0 + r] = acc[j];
+            put(tok * p.out_stride + p.out_col0 + r, acc[j]);
         }
     }
 }
@@ -196,7 +205,7 @@ fn rows4(
         let r = r0 + j * ROWS_WG;
         for (var i = 0u; i < ROWS_T; i++) {
             if (r < p.n && i < nt) {
-                out[(t0 + i) * p.out_stride + p.out_col0 + r] = acc[j][i];
+                put((t0 + i) * p.out_stride + p.out_col0 + r, acc[j][i]);
             }
         }
     }
@@ -292,7 +301,7 @@ fn tiled(
         for (var i = 0u; i < 4u; i++) {
             let tok = t0 + ty * 4u + i;
             if (row < p.n && tok < p.t) {
-                out[tok * p.out_stride + p.out_col0 + row] = acc[j][i];
+                put(tok * p.out_stride + p.out_col0 + row, acc[j][i]);
             }
         }
     }

@@ -67,7 +67,7 @@ impl Rng {
 /// |------------|---------------------------------------------------------------------------|
 /// | embedding  | t ids, n = dim, k = vocab                                                 |
 /// | rms_norm   | t rows of n                                                               |
-/// | matmul     | t rows, weight view of n rows from row0 of k columns; I8: scale_dtype, zero_point |
+/// | matmul     | t rows, weight view of n rows from row0 of k columns; I8: scale_dtype, zero_point; add: matmul_add |
 /// | add_bias   | t rows of n                                                               |
 /// | rope       | t rows of heads x head_dim at positions offset.., layout, scale           |
 /// | kv_write   | t rows at positions offset.. into layer 1 (read back by attention)        |
@@ -93,6 +93,8 @@ pub struct Case {
     pub row0: usize,
     pub scale_dtype: DType,
     pub zero_point: bool,
+    /// Matmul: `matmul_add` onto a random output (the residual add) instead of `matmul`.
+    pub add: bool,
 }
 
 impl Case {
@@ -113,6 +115,7 @@ impl Case {
             row0: 0,
             scale_dtype: DType::F32,
             zero_point: false,
+            add: false,
         }
     }
 
@@ -132,6 +135,9 @@ impl Case {
                     if c.zero_point {
                         s += "_zero";
                     }
+                }
+                if c.add {
+                    s += "_add";
                 }
                 s
             }
@@ -227,6 +233,12 @@ pub fn cases() -> Vec<Case> {
                 c.scale_dtype = if i % 2 == 0 { DType::F32 } else { DType::BF16 };
                 c.zero_point = i % 3 == 2;
             }
+            v.push(c.named());
+        }
+        // matmul_add: decode, a view of a fused weight, prefill.
+        for (t, n, ki, row0) in [(1, 257, 3, 0), (5, 64, 3, 64), (64, 257, 1, 0)] {
+            let mut c = Case::new(Op::Matmul, dt);
+            (c.t, c.n, c.k, c.row0, c.add) = (t, n, ks[ki], row0, true);
             v.push(c.named());
         }
     }
@@ -395,7 +407,12 @@ pub fn inputs(case: &Case, seed: u64) -> Result<Inputs> {
                 }
             }
             bufs.push(rng.normals(c.t * c.k, 1.0));
-            bufs.push(nan(c.t * c.n));
+            if c.add {
+                bufs.push(rng.normals(c.t * c.n, 1.0));
+                bufs.push(nan(c.t * c.n));
+            } else {
+                bufs.push(nan(c.t * c.n));
+            }
             (out, out_len) = (1, c.t * c.n);
         }
         Op::AddBias => {
@@ -576,7 +593,11 @@ impl<B: Backend> Prepared<'_, B> {
                     scale: w.get(1),
                     zero: w.get(2),
                 };
-                b.matmul(&buf[0], view, &buf[1], c.t)
+                if c.add {
+                    b.matmul_add(&buf[0], view, &buf[2], &buf[1], c.t)
+                } else {
+                    b.matmul(&buf[0], view, &buf[1], c.t)
+                }
             }
             Op::AddBias => b.add_bias(&buf[0], &w[0], c.t, c.n),
             Op::Rope => b.rope(

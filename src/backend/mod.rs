@@ -268,6 +268,51 @@ pub trait Backend {
         self.matmul_group(x, &views, &outs, t)?;
         self.swiglu(outs[0], outs[1], outs[0], t * views[0].rows)
     }
+    /// `rms_norm(x, w)` into `xn` (of `eps`, over the products' columns), then
+    /// `matmul_group` of xn: a backend may fuse the norm into the products' reading of x,
+    /// leaving xn unwritten.
+    fn norm_matmul_group(
+        &self,
+        x: &Self::Buf,
+        (w, eps): (&Self::Weight, f32),
+        xn: &Self::Buf,
+        views: &[WeightView<'_, Self::Weight>],
+        outs: &[&Self::Buf],
+        t: usize,
+    ) -> Result<()> {
+        let dim = views
+            .first()
+            .ok_or_else(|| Error::backend(self.name(), "norm_matmul_group of no weights"))?
+            .cols;
+        self.rms_norm(x, w, xn, t, dim, eps)?;
+        self.matmul_group(xn, views, outs, t)
+    }
+    /// `norm_matmul_group` for `matmul_swiglu`.
+    fn norm_matmul_swiglu(
+        &self,
+        x: &Self::Buf,
+        (w, eps): (&Self::Weight, f32),
+        xn: &Self::Buf,
+        views: [WeightView<'_, Self::Weight>; 2],
+        outs: [&Self::Buf; 2],
+        t: usize,
+    ) -> Result<()> {
+        self.rms_norm(x, w, xn, t, views[0].cols, eps)?;
+        self.matmul_swiglu(xn, views, outs, t)
+    }
+    /// resid += x . W^T (the residual add after the o and down projections): `matmul` into
+    /// `y`, then `add`; a backend may add in the product's store, leaving y unwritten.
+    fn matmul_add(
+        &self,
+        x: &Self::Buf,
+        w: WeightView<'_, Self::Weight>,
+        y: &Self::Buf,
+        resid: &Self::Buf,
+        t: usize,
+    ) -> Result<()> {
+        self.matmul(x, w, y, t)?;
+        self.add(resid, y, t * w.rows)
+    }
     /// x[t, :] += bias
     fn add_bias(&self, x: &Self::Buf, bias: &Self::Weight, t: usize, n: usize) -> Result<()>;
     /// Rotates each head of x in place by angle position * inv_freq[i], with cos and sin
@@ -342,22 +387,6 @@ pub trait Backend {
     fn swiglu(&self, gate: &Self::Buf, up: &Self::Buf, out: &Self::Buf, n: usize) -> Result<()>;
     /// x += y
     fn add(&self, x: &Self::Buf, y: &Self::Buf, n: usize) -> Result<()>;
-    /// `add(x, y)` then `rms_norm(x, w, out)`: the residual add that ends half a layer and
-    /// the norm that starts the next half, which a backend may fuse into one pass.
-    #[allow(clippy::too_many_arguments)]
-    fn add_rms_norm(
-        &self,
-        x: &Self::Buf,
-        y: &Self::Buf,
-        w: &Self::Weight,
-        out: &Self::Buf,
-        t: usize,
-        dim: usize,
-        eps: f32,
-    ) -> Result<()> {
-        self.add(x, y, t * dim)?;
-        self.rms_norm(x, w, out, t, dim, eps)
-    }
     /// dst[dst_off..dst_off+n] = src[src_off..src_off+n]
     fn copy(
         &self,

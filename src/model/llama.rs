@@ -325,6 +325,47 @@ impl<B: Backend> Model<B> {
         Ok(())
     }
 
+    /// rms_norm(x) (weight `norm`) times several linears (one launch where the backend can,
+    /// with the norm inside it where the backend can), then biases.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_linears(
+        &self,
+        b: &B,
+        x: &B::Buf,
+        norm: usize,
+        xn: &B::Buf,
+        ls: &[&Lin],
+        outs: &[&B::Buf],
+        t: usize,
+    ) -> Result<()> {
+        let views: Vec<_> = ls.iter().map(|l| self.view(l)).collect();
+        let norm = (&self.weights[norm], self.cfg.rms_norm_eps);
+        b.norm_matmul_group(x, norm, xn, &views, outs, t)?;
+        for (l, out) in ls.iter().zip(outs) {
+            if let Some(i) = l.bias {
+                b.add_bias(out, &self.weights[i], t, l.rows.len())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// resid += x . W^T (+ bias), through y.
+    fn linear_add(
+        &self,
+        b: &B,
+        x: &B::Buf,
+        l: &Lin,
+        y: &B::Buf,
+        resid: &B::Buf,
+        t: usize,
+    ) -> Result<()> {
+        if l.bias.is_some() {
+            self.linear(b, x, l, y, t)?;
+            return b.add(resid, y, t * l.rows.len());
+        }
+        b.matmul_add(x, self.view(l), y, resid, t)
+    }
+
     /// One step over the `t` tokens given to `b.set_step`: logits of the last row into
     /// `s.logits`, or of all rows when `all_logits` (the scratch must have room). `rope` is
     /// the inv_freq buffer and the cos/sin factor.
@@ -346,39 +387,34 @@ impl<B: Backend> Model<B> {
             c.intermediate_size,
         );
         let (w, eps) = (|i: usize| &self.weights[i], c.rms_norm_eps);
+        // The residual stream x; each norm rides in the products that read it, and each
+        // residual add in the product that ends its half of the layer, where the backend can.
         b.embedding(w(self.plan.embd), &s.x, t)?;
-        let layers = &self.plan.layers;
-        let first = layers
-            .first()
-            .map_or(self.plan.output_norm, |l| l.attn_norm);
-        b.rms_norm(&s.x, w(first), &s.xn, t, h, eps)?;
-        for (i, l) in layers.iter().enumerate() {
-            self.linears(b, &s.xn, &[&l.q, &l.k, &l.v], &[&s.q, &s.k, &s.v], t)?;
+        for (i, l) in self.plan.layers.iter().enumerate() {
+            let qkv = [&s.q, &s.k, &s.v];
+            self.norm_linears(b, &s.x, l.attn_norm, &s.xn, &[&l.q, &l.k, &l.v], &qkv, t)?;
             let (heads, layout) = ((nh, nkv), c.rope_layout);
             let qkv = (&s.q, &s.k, &s.v);
             b.rope_kv_write(qkv, inv_freq, cache, i, t, heads, hd, rope_scale, layout)?;
             b.attention(&s.q, cache, i, &s.att, t, nh, 1.0 / (hd as f32).sqrt())?;
-            self.linear(b, &s.att, &l.o, &s.y, t)?;
-            b.add_rms_norm(&s.x, &s.y, w(l.ffn_norm), &s.xn, t, h, eps)?;
+            self.linear_add(b, &s.att, &l.o, &s.y, &s.x, t)?;
             if l.gate.bias.is_none() && l.up.bias.is_none() {
                 let views = [self.view(&l.gate), self.view(&l.up)];
-                b.matmul_swiglu(&s.xn, views, [&s.g, &s.u], t)?;
+                let norm = (w(l.ffn_norm), eps);
+                b.norm_matmul_swiglu(&s.x, norm, &s.xn, views, [&s.g, &s.u], t)?;
             } else {
+                b.rms_norm(&s.x, w(l.ffn_norm), &s.xn, t, h, eps)?;
                 self.linears(b, &s.xn, &[&l.gate, &l.up], &[&s.g, &s.u], t)?;
                 b.swiglu(&s.g, &s.u, &s.g, t * ff)?;
             }
-            self.linear(b, &s.g, &l.down, &s.y, t)?;
-            // The residual add ends the layer; the norm starts the next one (or the output).
-            let next = layers
-                .get(i + 1)
-                .map_or(self.plan.output_norm, |n| n.attn_norm);
-            b.add_rms_norm(&s.x, &s.y, w(next), &s.xn, t, h, eps)?;
+            self.linear_add(b, &s.g, &l.down, &s.y, &s.x, t)?;
         }
+        let (out, on) = (&self.plan.output, self.plan.output_norm);
         if all_logits {
-            self.linear(b, &s.xn, &self.plan.output, &s.logits, t)
+            self.norm_linears(b, &s.x, on, &s.xn, &[out], &[&s.logits], t)
         } else {
-            b.copy(&s.xn, (t - 1) * h, &s.last, 0, h)?;
-            self.linear(b, &s.last, &self.plan.output, &s.logits, 1)
+            b.copy(&s.x, (t - 1) * h, &s.last, 0, h)?;
+            self.norm_linears(b, &s.last, on, &s.xn, &[out], &[&s.logits], 1)
         }
     }
 

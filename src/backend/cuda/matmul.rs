@@ -70,6 +70,31 @@ struct Seg {
     rows: usize,
 }
 
+/// What a matmul_gemv launch does around its product (FUSE_* in matmul.cu): `add` adds it
+/// to the output (a residual add); `norm` (weight address, dtype code 0 F32 / 1 F16 / 2 BF16,
+/// eps) multiplies rms_norm(x) * weight instead of x, for one token of a GGUF weight whose x
+/// fits in shared memory (`gemv_norm_ok`); `swiglu` stores silu(gate) * up.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Fuse {
+    pub add: bool,
+    pub norm: Option<(u64, i32, f32)>,
+    pub swiglu: bool,
+}
+
+/// Views one matmul_gemv launch can take together.
+fn like(a: &Checked, b: &Checked) -> bool {
+    a.dtype == b.dtype && a.cols == b.cols && a.row_bytes == b.row_bytes && a.scalar == b.scalar
+}
+
+/// An rms_norm of x ahead of products (`Backend::norm_matmul_group`): its weight and eps,
+/// and where the normalized x goes when the norm cannot ride in the products' launches.
+#[derive(Clone, Copy)]
+pub struct NormIn<'a> {
+    pub w: &'a CudaWeight,
+    pub eps: f32,
+    pub xn: &'a CudaBuf,
+}
+
 /// A checked weight view, ready to launch.
 #[derive(Clone, Copy, Debug)]
 struct Checked {
@@ -190,7 +215,24 @@ impl Cuda {
         t: usize,
         path: Path,
     ) -> Result<()> {
+        self.op_matmul_add(x, w, out, t, path, false)
+    }
+
+    /// `op_matmul`, or with `add` out += the product (`Backend::matmul_add`, which sends I8
+    /// weights through a separate add).
+    pub fn op_matmul_add(
+        &self,
+        x: &CudaBuf,
+        w: &WeightView<'_, CudaWeight>,
+        out: &CudaBuf,
+        t: usize,
+        path: Path,
+        add: bool,
+    ) -> Result<()> {
         if w.w.dtype == DType::I8 {
+            if add {
+                return Err(self.err("matmul_add of I8 weights: run matmul and add"));
+            }
             return self.matmul_i8(x, w, out, t, path);
         }
         let Some(c) = self.check_view(x, w, out, t)? else {
@@ -208,14 +250,18 @@ impl Cuda {
             }
         };
         if use_blas {
-            return self.blas_matmul(x, &c, out, t, None);
+            return self.blas_matmul(x, &c, out, t, None, add);
         }
         let seg = Seg {
             base: c.base,
             out: out.ptr(),
             rows: c.rows,
         };
-        self.gemv_chunked(x, &c, &[seg], t, false)
+        let fuse = Fuse {
+            add,
+            ..Fuse::default()
+        };
+        self.gemv_chunked(x, &c, &[seg], t, fuse)
     }
 
     /// Several matmuls of the same x (`Backend::matmul_group`): for up to MAX_T tokens one
@@ -230,20 +276,45 @@ impl Cuda {
         outs: &[&CudaBuf],
         t: usize,
     ) -> Result<()> {
-        if views.len() != outs.len() {
+        self.op_norm_matmul_group(x, None, views, outs, t)
+    }
+
+    /// `op_matmul_group` of rms_norm(x) (`Backend::norm_matmul_group`): fused into the
+    /// launches' staging of x where `norm_fuse` allows, else the norm into `norm.xn` first.
+    pub fn op_norm_matmul_group(
+        &self,
+        x: &CudaBuf,
+        norm: Option<NormIn<'_>>,
+        views: &[WeightView<'_, CudaWeight>],
+        outs: &[&CudaBuf],
+        t: usize,
+    ) -> Result<()> {
+        if views.len() != outs.len() || views.is_empty() {
             return Err(self.err(format!(
                 "matmul_group: {} weights but {} outputs",
                 views.len(),
                 outs.len()
             )));
         }
+        let fuse = match norm {
+            None => Fuse::default(),
+            Some(n) => match self.norm_fuse(x, &n, views, outs, t)? {
+                Some(f) => f,
+                None => {
+                    self.op_rms_norm(x, n.w, n.xn, t, views[0].cols, n.eps)?;
+                    return self.op_norm_matmul_group(n.xn, None, views, outs, t);
+                }
+            },
+        };
         let one_by_one = |c: &Cuda| -> Result<()> {
             for (v, o) in views.iter().zip(outs) {
                 c.op_matmul(x, v, o, t, Path::Auto)?;
             }
             Ok(())
         };
-        if views.len() < 2 || views.iter().any(|v| v.w.dtype == DType::I8) {
+        // (norm_fuse has checked everything below for a fused norm: it takes the launches.)
+        let unfused = fuse.norm.is_none();
+        if unfused && (views.len() < 2 || views.iter().any(|v| v.w.dtype == DType::I8)) {
             return one_by_one(self);
         }
         let mut checked = Vec::with_capacity(views.len());
@@ -254,75 +325,106 @@ impl Cuda {
             }
         }
         let c0 = checked[0];
-        let like = |a: &Checked, b: &Checked| {
-            a.dtype == b.dtype
-                && a.cols == b.cols
-                && a.row_bytes == b.row_bytes
-                && a.scalar == b.scalar
-        };
-        if !checked.iter().all(|c| like(c, &c0)) {
-            if t > MAX_T || views.len() > 3 {
-                return one_by_one(self);
-            }
-            // Mixed formats (a Q4_K_M layer's Q6_K v beside Q4_K q and k): one launch per
-            // format, each over the rows of its weights.
-            let mut done = vec![false; checked.len()];
-            for i in 0..checked.len() {
-                if done[i] {
-                    continue;
-                }
-                let mut segs = Vec::new();
-                for j in i..checked.len() {
-                    if !done[j] && like(&checked[j], &checked[i]) {
-                        done[j] = true;
-                        segs.push(Seg {
-                            base: checked[j].base,
-                            out: outs[j].ptr(),
-                            rows: checked[j].rows,
-                        });
-                    }
-                }
-                self.gemv_chunked(x, &checked[i], &segs, t, false)?;
-            }
-            return Ok(());
-        }
         if t > MAX_T {
-            if !checked.iter().all(|c| c.blas_ok) {
+            if !checked.iter().all(|c| like(c, &c0) && c.blas_ok) {
                 return one_by_one(self);
             }
             let xs = self.cast_for_blas(x, c0.dtype, t * c0.cols)?;
             for (c, o) in checked.iter().zip(outs) {
-                self.blas_matmul(x, c, o, t, xs)?;
+                self.blas_matmul(x, c, o, t, xs, false)?;
             }
             return Ok(());
         }
         if views.len() > 3 {
             return one_by_one(self);
         }
-        let segs: Vec<Seg> = checked
-            .iter()
-            .zip(outs)
-            .map(|(c, o)| Seg {
-                base: c.base,
-                out: o.ptr(),
-                rows: c.rows,
-            })
-            .collect();
-        self.gemv_chunked(x, &c0, &segs, t, false)
+        // One launch per format (a Q4_K_M layer's Q6_K v beside Q4_K q and k), each over
+        // the rows of its weights: one launch in all for weights of one format.
+        let mut done = vec![false; checked.len()];
+        for i in 0..checked.len() {
+            if done[i] {
+                continue;
+            }
+            let mut segs = Vec::new();
+            for j in i..checked.len() {
+                if !done[j] && like(&checked[j], &checked[i]) {
+                    done[j] = true;
+                    segs.push(Seg {
+                        base: checked[j].base,
+                        out: outs[j].ptr(),
+                        rows: checked[j].rows,
+                    });
+                }
+            }
+            self.gemv_chunked(x, &checked[i], &segs, t, fuse)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a norm can ride in the launches of `views` (one token; GGUF weights whose
+    /// launches stage x in shared memory; an F32/F16/BF16 norm weight of x's width): the
+    /// fusion to pass them, or None.
+    fn norm_fuse(
+        &self,
+        x: &CudaBuf,
+        n: &NormIn<'_>,
+        views: &[WeightView<'_, CudaWeight>],
+        outs: &[&CudaBuf],
+        t: usize,
+    ) -> Result<Option<Fuse>> {
+        let dt = match n.w.dtype {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::BF16 => 2,
+            _ => return Ok(None),
+        };
+        let cols = views[0].cols;
+        if t != 1
+            || views.len() > 3
+            || n.w.shape.iter().product::<usize>() < cols
+            || !cols.is_multiple_of(4)
+            || views
+                .iter()
+                .any(|v| !v.w.dtype.is_quantized() || v.cols != cols)
+        {
+            return Ok(None);
+        }
+        for (v, o) in views.iter().zip(outs) {
+            match self.check_view(x, v, o, t)? {
+                Some(c) if self.gemv_shape(&c, v.rows, t).1 => {}
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(Fuse {
+            norm: Some((n.w.ptr(), dt, n.eps)),
+            ..Fuse::default()
+        }))
     }
 
     /// `Backend::matmul_swiglu`: for up to MAX_T tokens and gate and up of one dtype and
     /// shape, one matmul_gemv launch whose warps each compute a gate row and its up row and
     /// store silu(gate) * up into outs[0] (outs[1] is not written); otherwise the parts.
+    /// With `norm`, of rms_norm(x) as in `op_norm_matmul_group`.
     pub fn op_matmul_swiglu(
         &self,
         x: &CudaBuf,
+        norm: Option<NormIn<'_>>,
         views: [WeightView<'_, CudaWeight>; 2],
         outs: [&CudaBuf; 2],
         t: usize,
     ) -> Result<()> {
+        let fuse = match norm {
+            None => Fuse::default(),
+            Some(n) => match self.norm_fuse(x, &n, &views, &outs, t)? {
+                Some(f) => f,
+                None => {
+                    self.op_rms_norm(x, n.w, n.xn, t, views[0].cols, n.eps)?;
+                    return self.op_matmul_swiglu(n.xn, None, views, outs, t);
+                }
+            },
+        };
         let parts = |c: &Cuda| -> Result<()> {
-            c.op_matmul_group(x, &views, &outs, t)?;
+            c.op_norm_matmul_group(x, norm, &views, &outs, t)?;
             c.op_swiglu(outs[0], outs[1], outs[0], t * views[0].rows)
         };
         if self.swiglu_parts || t > MAX_T || views.iter().any(|v| v.w.dtype == DType::I8) {
@@ -334,18 +436,17 @@ impl Cuda {
         ) else {
             return parts(self);
         };
-        let same = g.dtype == u.dtype
-            && g.rows == u.rows
-            && g.cols == u.cols
-            && g.row_bytes == u.row_bytes
-            && g.scalar == u.scalar;
-        if !same {
+        if !like(&g, &u) || g.rows != u.rows {
             return parts(self);
         }
         let out = outs[0].ptr();
         #[rustfmt::skip]
         let segs = [Seg { base: g.base, out, rows: g.rows }, Seg { base: u.base, out, rows: u.rows }];
-        self.gemv_chunked(x, &g, &segs, t, true)
+        let fuse = Fuse {
+            swiglu: true,
+            ..fuse
+        };
+        self.gemv_chunked(x, &g, &segs, t, fuse)
     }
 
     pub(crate) fn need_len(&self, what: &str, b: &CudaBuf, n: usize) -> Result<()> {
@@ -366,7 +467,7 @@ impl Cuda {
         c: &Checked,
         segs: &[Seg],
         t: usize,
-        swiglu: bool,
+        fuse: Fuse,
     ) -> Result<()> {
         let mut t0 = 0;
         while t0 < t {
@@ -379,15 +480,56 @@ impl Cuda {
                     ..*s
                 })
                 .collect();
-            self.gemv(xp, c, &moved, n, swiglu)?;
+            self.gemv(xp, c, &moved, n, fuse)?;
             t0 += n;
         }
         Ok(())
     }
 
-    /// One matmul_gemv launch for t <= MAX_T tokens over up to three weights; with
-    /// `swiglu`, gate and up (two segments of the same rows) into silu(gate) * up.
-    fn gemv(&self, xp: u64, c: &Checked, segs: &[Seg], t: usize, swiglu: bool) -> Result<()> {
+    /// Warps per block of a matmul_gemv launch over `rows` rows of `c`'s format, whether a
+    /// GGUF launch holds x in shared memory (else matmul_gemv_xg), and its dynamic shared
+    /// memory in bytes.
+    fn gemv_shape(&self, c: &Checked, rows: usize, t: usize) -> (usize, bool, usize) {
+        let pairs = rows.div_ceil(GEMV_ROWS);
+        // Eight warps per block, fewer when that would leave SMs idle (the k and v
+        // projections of GQA models have only a few hundred rows): plain types want two
+        // blocks per SM; GGUF blocks one, since every block stages all of x.
+        let sms = self.info.multiprocessors as usize;
+        let quantized = c.dtype.is_quantized();
+        let want = if quantized { sms } else { 2 * sms };
+        let mut warps = if quantized {
+            nvrtc::gemv_warps().min(GEMV_WARPS)
+        } else {
+            GEMV_WARPS
+        };
+        while warps > 2 && pairs.div_ceil(warps) < want {
+            warps /= 2;
+        }
+        if !quantized {
+            return (warps, false, 0);
+        }
+        // GGUF blocks: chunk slots per warp, then x in shared memory when it fits (XU = 36
+        // floats per 32 columns), else matmul_gemv_xg; 16 bytes of slack for the decoders'
+        // word loads past a block's end, and 128 for the fused norm's sum.
+        let slot_row = nvrtc::gemv_slot_row(c.dtype);
+        let slots = nvrtc::gemv_slots();
+        let smem_x = t * (c.cols / 32) * 36 * 4 + 128;
+        let optin = self.info.smem_optin as usize;
+        // Fewer warps per block before giving up on x in shared memory (matmul_gemv_xg
+        // reads x through L1 in strided pieces, several times slower).
+        while warps > 2 && warps * slots * GEMV_ROWS * slot_row + 16 + smem_x > optin {
+            warps /= 2;
+        }
+        let smem_w = warps * slots * GEMV_ROWS * slot_row + 16;
+        if smem_w + smem_x <= optin {
+            (warps, true, smem_w + smem_x)
+        } else {
+            (warps, false, smem_w)
+        }
+    }
+
+    /// One matmul_gemv launch for t <= MAX_T tokens over up to three weights, with `fuse`.
+    fn gemv(&self, xp: u64, c: &Checked, segs: &[Seg], t: usize, fuse: Fuse) -> Result<()> {
         let (first, last) = (segs[0], segs[segs.len() - 1]);
         let seg = |i: usize| segs.get(i).copied().unwrap_or(last);
         let (s0, s1, s2) = (first, seg(1), seg(2));
@@ -397,26 +539,20 @@ impl Cuda {
         let i32_of = |v: usize| i32::try_from(v).map_err(|_| self.err("matmul: too many rows"));
         let (e0, e1, ri, ci, ti) = (
             i32_of(e0)?,
-            if swiglu { -1 } else { i32_of(e1)? },
+            if fuse.swiglu { -1 } else { i32_of(e1)? },
             i32_of(rows)?,
             i32_of(c.cols)?,
             t as i32,
         );
+        let (nrm, nrm_dt, eps) = fuse.norm.unwrap_or((0, 0, 0.0));
+        let flags = i32::from(fuse.add) | (i32::from(fuse.norm.is_some()) << 1);
         let rb = c.row_bytes as i64;
         let v = Variant::matmul(c.dtype, c.scalar)?;
-        let pairs = rows.div_ceil(GEMV_ROWS);
-        // Eight warps per block, fewer when that would leave SMs idle (the k and v
-        // projections of GQA models have only a few hundred rows): plain types want two
-        // blocks per SM; GGUF blocks one, since every block stages all of x.
-        let sms = self.info.multiprocessors as usize;
-        let want = if c.dtype.is_quantized() { sms } else { 2 * sms };
-        let mut warps = if c.dtype.is_quantized() {
-            nvrtc::gemv_warps().min(GEMV_WARPS)
-        } else {
-            GEMV_WARPS
-        };
-        while warps > 2 && pairs.div_ceil(warps) < want {
-            warps /= 2;
+        let (warps, xs, smem) = self.gemv_shape(c, rows, t);
+        if fuse.norm.is_some() && (!xs || t != 1) {
+            return Err(
+                self.err("matmul_gemv: a fused norm needs one token and x in shared memory")
+            );
         }
         let threads = (warps * 32) as u32;
         let mut args = vec![
@@ -433,46 +569,35 @@ impl Cuda {
             arg(&ri),
             arg(&ci),
             arg(&ti),
+            arg(&nrm),
+            arg(&nrm_dt),
+            arg(&eps),
+            arg(&flags),
         ];
+        let pairs = rows.div_ceil(GEMV_ROWS);
+        let blocks =
+            u32::try_from(pairs.div_ceil(warps)).map_err(|_| self.err("matmul: too many rows"))?;
         let entry = if t == 1 {
             "matmul_gemv"
         } else {
             "matmul_gemv_t8"
         };
         if !c.dtype.is_quantized() {
-            let blocks = u32::try_from(pairs.div_ceil(warps))
-                .map_err(|_| self.err("matmul: too many rows"))?;
             return self.launch(&v, entry, (blocks, 1, 1), (threads, 1, 1), 0, &mut args);
         }
-        // GGUF blocks: chunk slots per warp, then x in shared memory when it fits (XU = 36
-        // floats per 32 columns), else matmul_gemv_xg; 16 bytes of slack for the decoders'
-        // word loads past a block's end. A persistent grid of as many blocks as fit.
-        let slot_row = nvrtc::gemv_slot_row(c.dtype);
-        let slots = nvrtc::gemv_slots();
-        let smem_x = t * (c.cols / 32) * 36 * 4;
+        let entry = if xs { entry } else { "matmul_gemv_xg" };
         let optin = self.info.smem_optin as usize;
-        // Fewer warps per block before giving up on x in shared memory (matmul_gemv_xg
-        // reads x through L1 in strided pieces, several times slower).
-        while warps > 2 && warps * slots * GEMV_ROWS * slot_row + 16 + smem_x > optin {
-            warps /= 2;
-        }
-        let threads = (warps * 32) as u32;
-        let smem_w = warps * slots * GEMV_ROWS * slot_row + 16;
-        let (entry, smem) = if smem_w + smem_x <= optin {
-            (entry, smem_w + smem_x)
-        } else {
-            ("matmul_gemv_xg", smem_w)
-        };
         if smem > optin.max(SMEM_DEFAULT) {
             return Err(self.err(format!(
                 "matmul_gemv of {} needs {smem} bytes of shared memory; {} allows {optin}",
                 c.dtype, self.info.name
             )));
         }
+        // A persistent grid of as many blocks as fit.
         let per_sm = self.blocks_per_sm(&v, entry, threads, smem as u32)?;
-        let fit = sms * per_sm as usize;
-        let blocks = pairs.div_ceil(warps).min(fit).max(1) as u32;
-        let sr = slot_row as i32;
+        let fit = self.info.multiprocessors as usize * per_sm as usize;
+        let blocks = blocks.min(fit as u32).max(1);
+        let sr = nvrtc::gemv_slot_row(c.dtype) as i32;
         args.push(arg(&sr));
         self.launch(
             &v,
@@ -534,7 +659,8 @@ impl Cuda {
         Ok(())
     }
 
-    /// The cuBLASLt product of a checked view; `xs` is x already cast by cast_for_blas.
+    /// The cuBLASLt product of a checked view (added to `out` with `add`); `xs` is x
+    /// already cast by cast_for_blas.
     fn blas_matmul(
         &self,
         x: &CudaBuf,
@@ -542,6 +668,7 @@ impl Cuda {
         out: &CudaBuf,
         t: usize,
         xs: Option<u64>,
+        add: bool,
     ) -> Result<()> {
         let (dtype, base, row_bytes, rows, cols) = (c.dtype, c.base, c.row_bytes, c.rows, c.cols);
         let gemm = |m: usize, a: u64, a_elem: Elem, b: u64, b_elem: Elem, d: u64| Gemm {
@@ -554,7 +681,7 @@ impl Cuda {
             b_elem,
             d,
             ldd: rows,
-            accumulate: false,
+            accumulate: add,
         };
         let xs = match xs {
             Some(p) => p,
@@ -565,8 +692,7 @@ impl Cuda {
         };
         match dtype {
             DType::F32 => {
-                let g = gemm(rows, base, Elem::F32, x.ptr(), Elem::F32, out.ptr());
-                self.lock(&self.blas)?.gemm(&g)
+                self.blas_gemm(gemm(rows, base, Elem::F32, x.ptr(), Elem::F32, out.ptr()))
             }
             DType::F16 | DType::BF16 => {
                 let elem = if dtype == DType::F16 {

@@ -16,10 +16,11 @@
 //!   Attention: tensor cores for prefill (head sizes 64/80/96/128), an f32 flash kernel
 //!   otherwise; decode rows split over the keys (attention_decode for those head sizes),
 //!   with a split count fixed by the device, not the cache (ops.rs, kernels/attention.cu).
-//! - Fusions: SwiGLU is one kernel (silu(gate) * up). Norm-into-matmul and rope-into-attention
-//!   would need trait ops that fuse them; in decode the separate element-wise kernels move a
-//!   few hidden-size vectors (KBs) against the weights' GBs, and graphs remove their launch
-//!   gaps, so they are not fused.
+//! - Decode fusions (each launch saved is a kernel boundary saved, about 4 us on an H100):
+//!   SwiGLU in the gate/up GEMV's store; the residual add in the o and down GEMVs' store
+//!   (`matmul_add`; cuBLASLt's beta for prefill); for GGUF weights the RMSNorm in the next
+//!   GEMV's staging of x (`norm_matmul_group`, `norm_matmul_swiglu`); rope with the KV-cache
+//!   write (`rope_kv_write`); split decode attention merged in its own last block.
 //! - Environment: LAMINA_CUDA_SYNC=1 synchronizes after every launch and names a kernel that
 //!   faults; LAMINA_CUDA_ATTN=f32 keeps prefill attention off tensor cores;
 //!   LAMINA_CUDA_MATMUL=exact gives cuBLASLt x as two 16-bit halves (f32-accurate prefill,
@@ -621,7 +622,7 @@ impl Backend for Cuda {
         dim: usize,
         eps: f32,
     ) -> Result<()> {
-        self.op_add_rms_norm(x, None, w, out, t, dim, eps)
+        self.op_rms_norm(x, w, out, t, dim, eps)
     }
 
     fn matmul(
@@ -710,20 +711,48 @@ impl Backend for Cuda {
         outs: [&CudaBuf; 2],
         t: usize,
     ) -> Result<()> {
-        self.op_matmul_swiglu(x, views, outs, t)
+        self.op_matmul_swiglu(x, None, views, outs, t)
     }
 
-    fn add_rms_norm(
+    fn norm_matmul_group(
         &self,
         x: &CudaBuf,
-        y: &CudaBuf,
-        w: &CudaWeight,
-        out: &CudaBuf,
+        (w, eps): (&CudaWeight, f32),
+        xn: &CudaBuf,
+        views: &[WeightView<'_, CudaWeight>],
+        outs: &[&CudaBuf],
         t: usize,
-        dim: usize,
-        eps: f32,
     ) -> Result<()> {
-        self.op_add_rms_norm(x, Some(y), w, out, t, dim, eps)
+        let norm = matmul::NormIn { w, eps, xn };
+        self.op_norm_matmul_group(x, Some(norm), views, outs, t)
+    }
+
+    fn norm_matmul_swiglu(
+        &self,
+        x: &CudaBuf,
+        (w, eps): (&CudaWeight, f32),
+        xn: &CudaBuf,
+        views: [WeightView<'_, CudaWeight>; 2],
+        outs: [&CudaBuf; 2],
+        t: usize,
+    ) -> Result<()> {
+        let norm = matmul::NormIn { w, eps, xn };
+        self.op_matmul_swiglu(x, Some(norm), views, outs, t)
+    }
+
+    fn matmul_add(
+        &self,
+        x: &CudaBuf,
+        w: WeightView<'_, CudaWeight>,
+        y: &CudaBuf,
+        resid: &CudaBuf,
+        t: usize,
+    ) -> Result<()> {
+        if w.w.dtype == DType::I8 {
+            self.op_matmul(x, &w, y, t, matmul::Path::Auto)?;
+            return self.op_add(resid, y, t * w.rows);
+        }
+        self.op_matmul_add(x, &w, resid, t, matmul::Path::Auto, true)
     }
 
     fn rope_qk(

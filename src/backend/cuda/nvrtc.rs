@@ -234,7 +234,7 @@ impl Variant {
         Ok(Variant {
             file: "rms_norm.cu",
             defines: fmt_defines(dtype),
-            entries: &["rms_norm", "add_rms_norm"],
+            entries: &["rms_norm"],
         })
     }
 

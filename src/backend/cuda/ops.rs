@@ -286,12 +286,9 @@ impl Cuda {
         )
     }
 
-    /// rms_norm, or with `y` add_rms_norm (x += y first, in the same kernel).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn op_add_rms_norm(
+    pub(crate) fn op_rms_norm(
         &self,
         x: &CudaBuf,
-        y: Option<&CudaBuf>,
         w: &CudaWeight,
         out: &CudaBuf,
         t: usize,
@@ -311,24 +308,9 @@ impl Cuda {
         self.need("rms_norm out", out, t * dim)?;
         let v = Variant::rms_norm(w.dtype)?;
         let (xp, wp, op, d) = (x.ptr(), w.ptr(), out.ptr(), i32_of("dim", dim)?);
-        let (grid, block) = ((t as u32, 1, 1), (256, 1, 1));
-        match y {
-            None => self.launch(
-                &v,
-                "rms_norm",
-                grid,
-                block,
-                0,
-                &mut [arg(&xp), arg(&wp), arg(&op), arg(&d), arg(&eps)],
-            ),
-            Some(y) => {
-                self.need("add_rms_norm y", y, t * dim)?;
-                let yp = y.ptr();
-                #[rustfmt::skip]
-                let args = &mut [arg(&xp), arg(&yp), arg(&wp), arg(&op), arg(&d), arg(&eps)];
-                self.launch(&v, "add_rms_norm", grid, block, 0, args)
-            }
-        }
+        #[rustfmt::skip]
+        let args = &mut [arg(&xp), arg(&wp), arg(&op), arg(&d), arg(&eps)];
+        self.launch(&v, "rms_norm", (t as u32, 1, 1), (256, 1, 1), 0, args)
     }
 
     pub(crate) fn op_add_bias(

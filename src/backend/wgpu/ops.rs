@@ -107,8 +107,9 @@ impl Wgpu {
         }
     }
 
-    /// `Backend::matmul`; for an I8 weight `quantize` says whether x must be quantized
-    /// first (false: the scratch holds it already, see `matmul_group`).
+    /// `Backend::matmul`, or with `add` out += the product (`matmul_add`; not for I8);
+    /// for an I8 weight `quantize` says whether x must be quantized first (false: the
+    /// scratch holds it already, see `matmul_group`).
     fn matmul_view(
         &self,
         x: &WgpuBuf,
@@ -116,6 +117,7 @@ impl Wgpu {
         out: &WgpuBuf,
         t: usize,
         quantize: bool,
+        add: bool,
     ) -> Result<()> {
         let w = view.w;
         if w.dtype != DType::I8 && (view.scale.is_some() || view.zero.is_some()) {
@@ -142,6 +144,9 @@ impl Wgpu {
         let x_bytes = fits("matmul x", x, t * w.cols)?;
         let out_bytes = fits("matmul out", out, t * view.rows)?;
         if w.dtype == DType::I8 {
+            if add {
+                return Err(input("matmul_add of an I8 weight: run matmul and add"));
+            }
             return self.matmul_i8(x, view, out, t, quantize);
         }
         let (lo_view, hi_view) = (view.row0, view.row0 + view.rows);
@@ -160,7 +165,7 @@ impl Wgpu {
                 to_u32("row", lo - piece.row0)?,
                 to_u32("out stride", view.rows)?,
                 to_u32("out column", lo - lo_view)?,
-                0,
+                u32::from(add),
             ];
             let bufs = [
                 Bind::whole(&piece.buffer),
@@ -339,7 +344,22 @@ impl Backend for Wgpu {
         out: &WgpuBuf,
         t: usize,
     ) -> Result<()> {
-        self.matmul_view(x, view, out, t, true)
+        self.matmul_view(x, view, out, t, true, false)
+    }
+
+    fn matmul_add(
+        &self,
+        x: &WgpuBuf,
+        view: WeightView<'_, WgpuWeight>,
+        y: &WgpuBuf,
+        resid: &WgpuBuf,
+        t: usize,
+    ) -> Result<()> {
+        if view.w.dtype == DType::I8 {
+            self.matmul_view(x, view, y, t, true, false)?;
+            return self.add(resid, y, t * view.rows);
+        }
+        self.matmul_view(x, view, resid, t, true, true)
     }
 
     /// As `matmul` for each pair; x is quantized once for all the int8 weights (q, k and
@@ -362,7 +382,7 @@ impl Backend for Wgpu {
         let mut quantized = None;
         for (v, out) in views.iter().zip(outs) {
             let i8 = v.w.dtype == DType::I8;
-            self.matmul_view(x, *v, out, t, !i8 || quantized != Some(v.cols))?;
+            self.matmul_view(x, *v, out, t, !i8 || quantized != Some(v.cols), false)?;
             if i8 {
                 quantized = Some(v.cols);
             }

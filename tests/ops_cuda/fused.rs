@@ -1,0 +1,129 @@
+//! The decode fusions of the forward pass against their parts: `norm_matmul_group` and
+//! `norm_matmul_swiglu` (the norm in the GEMV's staging of x) and `matmul_add` (the residual
+//! add in the GEMV's store, or cuBLASLt's beta for prefill). Split from ops_cuda.rs, whose
+//! helpers they use.
+
+use super::*;
+
+/// rms_norm weights in every dtype the fusion reads.
+fn norm_weights(c: &Cuda, rng: &mut Rng, cols: usize) -> Vec<CudaWeight> {
+    [DType::F32, DType::F16, DType::BF16]
+        .into_iter()
+        .map(|d| random_weight(c, rng, "norm", d, 1, cols))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn norm_matmul_matches_its_parts() {
+    // rms_norm then matmul_group (or matmul_swiglu) against the fused launches: a Q4_K_M-like
+    // q/k/v group (Q4_K q and k beside a Q6_K v: two launches, each normalizing x itself), one
+    // weight of each GEMV dtype (plain ones take the parts inside the backend), gate/up, one
+    // token (fused) and three (parts). x is staged as the same digits up to the rounding of
+    // the norm's factor, so the fused results agree to f32 rounding, not bit for bit.
+    let c = cuda();
+    let mut rng = Rng(0x7a0f);
+    let cols = 1024;
+    let norms = norm_weights(&c, &mut rng, cols);
+    let q = random_weight(&c, &mut rng, "q", DType::Q4_K, 256, cols);
+    let k = random_weight(&c, &mut rng, "k", DType::Q4_K, 64, cols);
+    let v = random_weight(&c, &mut rng, "v", DType::Q6_K, 64, cols);
+    let mut groups = vec![vec![view(&q, 0, 256), view(&k, 0, 64), view(&v, 0, 64)]];
+    let singles: Vec<CudaWeight> = nvrtc::MATMUL_DTYPES
+        .iter()
+        .map(|&d| random_weight(&c, &mut rng, "w", d, 96, cols))
+        .collect();
+    groups.extend(singles.iter().map(|w| vec![view(w, 0, 96)]));
+    let mut report = Vec::new();
+    for nw in &norms {
+        for t in [1usize, 3] {
+            let x = buf(&c, &rng.vec(t * cols));
+            for views in &groups {
+                let outs: Vec<CudaBuf> = views.iter().map(|v| poisoned(&c, t * v.rows)).collect();
+                let parts: Vec<CudaBuf> = views.iter().map(|v| poisoned(&c, t * v.rows)).collect();
+                let xn = poisoned(&c, t * cols);
+                let o: Vec<&CudaBuf> = outs.iter().collect();
+                c.norm_matmul_group(&x, (nw, 1e-5), &xn, views, &o, t)
+                    .unwrap();
+                c.rms_norm(&x, nw, &xn, t, cols, 1e-5).unwrap();
+                let p: Vec<&CudaBuf> = parts.iter().collect();
+                c.matmul_group(&xn, views, &p, t).unwrap();
+                for (i, (a, b)) in outs.iter().zip(&parts).enumerate() {
+                    let n = t * views[i].rows;
+                    let (a, b) = (c.read(a, n).unwrap(), c.read(b, n).unwrap());
+                    let e = nmse(&a, &b);
+                    let what = format!("{} norm {} t={t} weight {i}", views[i].w.dtype, nw.dtype);
+                    report.push(format!("{what}: nmse {e:.2e}"));
+                    assert!(
+                        a.iter().all(|v| v.is_finite()) && e < 1e-9,
+                        "{what}: fused norm differs\n{}",
+                        report.join("\n")
+                    );
+                }
+            }
+            // gate and up, fused with swiglu.
+            let views = [view(&q, 0, 128), view(&q, 128, 128)];
+            let (f0, f1) = (poisoned(&c, t * 128), poisoned(&c, t * 128));
+            let (g, u, xn) = (
+                poisoned(&c, t * 128),
+                poisoned(&c, t * 128),
+                poisoned(&c, t * cols),
+            );
+            c.norm_matmul_swiglu(&x, (nw, 1e-5), &xn, views, [&f0, &f1], t)
+                .unwrap();
+            c.rms_norm(&x, nw, &xn, t, cols, 1e-5).unwrap();
+            c.matmul_swiglu(&xn, views, [&g, &u], t).unwrap();
+            let (a, b) = (c.read(&f0, t * 128).unwrap(), c.read(&g, t * 128).unwrap());
+            let e = nmse(&a, &b);
+            assert!(e < 1e-9, "swiglu norm {} t={t}: nmse {e:.3e}", nw.dtype);
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn matmul_add_matches_its_parts() {
+    // matmul_add (resid += x . W^T in the GEMV's store, or cuBLASLt with beta 1 for prefill)
+    // against matmul then add, for every GEMV dtype and I8, decode and prefill token counts.
+    // The GEMV adds the same f32 values the add kernel would (same bits); cuBLASLt adds in its
+    // epilogue (f32 rounding).
+    let c = cuda();
+    let mut rng = Rng(0xadd);
+    let (rows, cols) = (128usize, 512usize);
+    let mut weights: Vec<CudaWeight> = nvrtc::MATMUL_DTYPES
+        .iter()
+        .map(|&d| random_weight(&c, &mut rng, "w", d, rows, cols))
+        .collect();
+    weights.push(random_weight(&c, &mut rng, "w", DType::I8, rows, cols));
+    let scales: Vec<u8> = (0..rows)
+        .flat_map(|_| half::bf16::from_f32(0.01 * (1.0 + rng.f().abs())).to_le_bytes())
+        .collect();
+    let scale = upload(&c, "w.scale", DType::BF16, &[rows, 1], &scales);
+    for w in &weights {
+        let v = WeightView {
+            scale: (w.dtype == DType::I8).then_some(&scale),
+            ..view(w, 0, rows)
+        };
+        for t in [1usize, 5, 40] {
+            let x = buf(&c, &rng.vec(t * cols));
+            let r0 = rng.vec(t * rows);
+            let (fused, parts) = (buf(&c, &r0), buf(&c, &r0));
+            let y = poisoned(&c, t * rows);
+            c.matmul_add(&x, v, &y, &fused, t).unwrap();
+            c.matmul(&x, v, &y, t).unwrap();
+            c.add(&parts, &y, t * rows).unwrap();
+            let (a, b) = (
+                c.read(&fused, t * rows).unwrap(),
+                c.read(&parts, t * rows).unwrap(),
+            );
+            let e = nmse(&a, &b);
+            let limit = if t > 8 { 1e-12 } else { 0.0 };
+            assert!(
+                a.iter().all(|v| v.is_finite()) && e <= limit,
+                "{} t={t}: matmul_add differs from matmul + add, nmse {e:.3e}",
+                w.dtype
+            );
+        }
+    }
+}
