@@ -35,8 +35,11 @@ typedef FMT Fmt;
 #define NR 2
 
 // Most warps per block of matmul_gemv; the host launches fewer (blockDim.x / 32) when a
-// matrix has too few rows to give every SM work.
+// matrix has too few rows to give every SM work. GGUF variants get theirs from the host
+// (-DWARPS, LAMINA_CUDA_GEMV_WARPS for tuning).
+#ifndef WARPS
 #define WARPS 8
+#endif
 
 // Where row `row` of a grouped launch lives: its weight row, its output column, and the
 // output's row stride (the rows of its own weight).

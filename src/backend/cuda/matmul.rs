@@ -498,7 +498,7 @@ impl Cuda {
         let quantized = c.dtype.is_quantized();
         let want = if quantized { sms } else { 2 * sms };
         let mut warps = if quantized {
-            nvrtc::gemv_warps().min(GEMV_WARPS)
+            nvrtc::gemv_warps()
         } else {
             GEMV_WARPS
         };

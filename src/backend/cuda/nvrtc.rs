@@ -110,15 +110,15 @@ pub fn gemv_slots() -> usize {
     })
 }
 
-/// Most warps per block of the GGUF GEMV (8, the kernel's bound).
-/// LAMINA_CUDA_GEMV_WARPS=2|4 lowers it, for tuning (read once).
+/// Most warps per block of the GGUF GEMV (WARPS in matmul.cu, its launch bound: 8).
+/// LAMINA_CUDA_GEMV_WARPS=2|4|16 sets it, for tuning (read once).
 pub fn gemv_warps() -> usize {
     static WARPS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *WARPS.get_or_init(|| {
         std::env::var("LAMINA_CUDA_GEMV_WARPS")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
-            .filter(|w| [2, 4].contains(w))
+            .filter(|w| [2, 4, 16].contains(w))
             .unwrap_or(8)
     })
 }
@@ -178,6 +178,7 @@ impl Variant {
         if dtype.is_quantized() {
             defines.push(format!("CU={}", gemv_chunk_units(dtype)));
             defines.push(format!("NSLOT={}", gemv_slots()));
+            defines.push(format!("WARPS={}", gemv_warps()));
             if !gemv_idot() {
                 defines.push("NO_IDOT".into());
             }
