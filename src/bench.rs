@@ -144,7 +144,7 @@ fn one<B: Backend + 'static>(b: B, m: LoadedModel, args: &BenchArgs) -> Result<B
         let mut next = argmax(&logits);
         let t = Instant::now();
         for _ in 0..args.gen {
-            next = argmax(&e.decode_token(next)?);
+            next = e.decode_greedy(next)?;
         }
         let tg_s = t.elapsed().as_secs_f64();
         peak = peak.max(e.allocated_bytes());

@@ -28,6 +28,11 @@ pub trait InferenceAdapter {
     fn prefill(&mut self, ids: &[u32]) -> Result<Vec<f32>>;
     /// Appends one token to the sequence and returns the logits after it.
     fn decode_token(&mut self, id: u32) -> Result<Vec<f32>>;
+    /// `decode_token`, then the most likely next token (`sample::argmax` of the logits),
+    /// which a backend may find without reading the logits back.
+    fn decode_greedy(&mut self, id: u32) -> Result<u32> {
+        Ok(crate::sample::argmax(&self.decode_token(id)?))
+    }
     /// Runs `ids` as `prefill` does, returning the logits of its last `rows` positions
     /// (`rows` rows of `vocab_size`), for comparisons with other engines.
     fn prefill_rows(&mut self, ids: &[u32], rows: usize) -> Result<Vec<f32>>;
@@ -160,6 +165,17 @@ impl<B: Backend> Engine<B> {
     /// Runs `ids` after the first `pos` cached tokens; returns the last row's logits, or
     /// every row's when `all` (then in passes of at most 64 rows, whose logits fit).
     fn run(&mut self, pos: usize, ids: &[u32], all: bool) -> Result<Vec<f32>> {
+        let rows = self.step(pos, ids, all)?;
+        if all {
+            return Ok(rows);
+        }
+        let l = self.loaded.as_ref().expect("loaded by step");
+        self.backend.read(&l.scratch.logits, self.cfg.vocab_size)
+    }
+
+    /// `run` up to the logits: every row's when `all`, else none (the last row's are in
+    /// the scratch's logits buffer).
+    fn step(&mut self, pos: usize, ids: &[u32], all: bool) -> Result<Vec<f32>> {
         let ctx = self.opts.ctx_size;
         if pos + ids.len() > ctx {
             return Err(Error::Input(format!(
@@ -211,9 +227,6 @@ impl<B: Backend> Engine<B> {
             }
             at = end;
         }
-        if !all {
-            out = b.read(&s.logits, vocab)?;
-        }
         self.tokens.extend_from_slice(ids);
         Ok(out)
     }
@@ -259,6 +272,12 @@ impl<B: Backend> InferenceAdapter for Engine<B> {
     fn decode_token(&mut self, id: u32) -> Result<Vec<f32>> {
         let pos = self.tokens.len();
         self.run(pos, &[id], false)
+    }
+    fn decode_greedy(&mut self, id: u32) -> Result<u32> {
+        let pos = self.tokens.len();
+        self.step(pos, &[id], false)?;
+        let l = self.loaded.as_ref().expect("loaded by step");
+        self.backend.argmax(&l.scratch.logits, self.cfg.vocab_size)
     }
     fn prefill_rows(&mut self, ids: &[u32], rows: usize) -> Result<Vec<f32>> {
         let rows = rows.clamp(1, ids.len().max(1));
@@ -347,6 +366,8 @@ pub fn generate(
     let mut history = prompt.to_vec();
     let t0 = Instant::now();
     let mut logits = a.prefill(prompt)?;
+    // Greedy: the next token comes from decode_greedy (no logits read back).
+    let (greedy, mut next) = (p.sampling.is_greedy(), None);
     let prompt_secs = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let tokenizer = a.tokenizer();
@@ -354,7 +375,10 @@ pub fn generate(
     let (mut tokens, mut text, mut shown) = (vec![], String::new(), 0);
     let mut stop = StopReason::MaxTokens;
     while tokens.len() < p.max_tokens {
-        let id = sampler.sample(&logits, &history);
+        let id = match next.take() {
+            Some(id) => id,
+            None => sampler.sample(&logits, &history),
+        };
         if eos.contains(&id) {
             stop = StopReason::Eos;
             break;
@@ -388,7 +412,11 @@ pub fn generate(
             stop = StopReason::ContextFull;
             break;
         }
-        logits = a.decode_token(id)?;
+        if greedy {
+            next = Some(a.decode_greedy(id)?);
+        } else {
+            logits = a.decode_token(id)?;
+        }
     }
     if stop != StopReason::StopString {
         if let Some(piece) = stream.flush()? {

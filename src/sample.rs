@@ -32,6 +32,12 @@ impl Default for SamplingParams {
 }
 
 impl SamplingParams {
+    /// Whether the choice is the argmax of the model's logits as they are (no temperature,
+    /// no repetition penalty), which the engine can find on the device.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 && self.repeat_penalty == 1.0
+    }
+
     pub fn greedy() -> Self {
         SamplingParams {
             temperature: 0.0,

@@ -121,6 +121,7 @@ fn kernel_files_are_named_after_ops() {
         Op::Swiglu,
         Op::Add,
         Op::Copy,
+        Op::Argmax,
     ];
     for (file, _) in nvrtc::SOURCES {
         // <op>.cu, or <op>_<dtype>.cu for a dtype with kernels of its own (matmul_i8.cu).

@@ -207,104 +207,6 @@ fn ops_cuda_match_reference() {
 
 #[test]
 #[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
-fn gemv_and_cublaslt_agree() {
-    let c = cuda();
-    let mut rng = Rng(0x5eed);
-    let (rows, cols, row0, vrows) = (520, 512, 8, 500);
-    let mut report = Vec::new();
-    for &dtype in nvrtc::MATMUL_DTYPES {
-        let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
-        for t in [1, 3, 8] {
-            let x = buf(&c, &rng.vec(t * cols));
-            let a = poisoned(&c, t * vrows);
-            let b = poisoned(&c, t * vrows);
-            c.op_matmul(&x, &view(&w, row0, vrows), &a, t, Path::Gemv)
-                .unwrap();
-            c.op_matmul(&x, &view(&w, row0, vrows), &b, t, Path::Blas)
-                .unwrap();
-            let (a, b) = (
-                c.read(&a, t * vrows).unwrap(),
-                c.read(&b, t * vrows).unwrap(),
-            );
-            let e = nmse(&b, &a);
-            // cuBLASLt multiplies f16/bf16 operands (x rounded, GGUF blocks dequantized to
-            // f16): a few units of the 16-bit rounding; F32 stays f32 on both paths.
-            let limit = match dtype {
-                DType::F32 => 1e-10,
-                DType::BF16 => 1e-4,
-                _ => 1e-5,
-            };
-            report.push(format!("{dtype} t={t}: nmse {e:.2e} (limit {limit:.0e})"));
-            assert!(
-                e < limit,
-                "{dtype} t={t}: gemv and cuBLASLt differ, nmse {e:.3e}\n{}",
-                report.join("\n")
-            );
-        }
-    }
-    // I8 (W8A8): dp4a GEMV and cuBLASLt int8 add the same integers; only the final f32
-    // scaling may round differently.
-    let w = random_weight(&c, &mut rng, "w", DType::I8, rows, cols);
-    let scales: Vec<u8> = (0..rows)
-        .flat_map(|_| half::bf16::from_f32(0.01 * (1.0 + rng.f().abs())).to_le_bytes())
-        .collect();
-    let scale = upload(&c, "w.scale", DType::BF16, &[rows, 1], &scales);
-    let zeros: Vec<u8> = (0..rows).map(|_| (rng.next() % 9) as u8).collect();
-    let zero = upload(&c, "w.zero", DType::I8, &[rows, 1], &zeros);
-    for t in [1, 8, 40] {
-        let x = buf(&c, &rng.vec(t * cols));
-        let v = |w| WeightView {
-            w,
-            row0,
-            rows: vrows,
-            cols,
-            scale: Some(&scale),
-            zero: Some(&zero),
-        };
-        let (a, b) = (poisoned(&c, t * vrows), poisoned(&c, t * vrows));
-        c.op_matmul(&x, &v(&w), &a, t, Path::Gemv).unwrap();
-        c.op_matmul(&x, &v(&w), &b, t, Path::Blas).unwrap();
-        let e = nmse(
-            &c.read(&b, t * vrows).unwrap(),
-            &c.read(&a, t * vrows).unwrap(),
-        );
-        eprintln!("I8 t={t}: nmse {e:.2e}");
-        assert!(
-            e < 1e-12,
-            "I8 t={t}: dp4a and cuBLASLt int8 differ: nmse {e:.3e}"
-        );
-    }
-}
-
-#[test]
-#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
-fn gemv_chunks_match_for_odd_shapes() {
-    // Shapes cuBLASLt is not given (odd columns, rows not a multiple of 4): more than MAX_T
-    // tokens run matmul_gemv in chunks; each chunk must equal a single-token product.
-    let c = cuda();
-    let mut rng = Rng(77);
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
-        let (rows, cols, t) = (37, 203, 19);
-        let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
-        let xs = rng.vec(t * cols);
-        let x = buf(&c, &xs);
-        let all = poisoned(&c, t * rows);
-        c.op_matmul(&x, &view(&w, 0, rows), &all, t, Path::Auto)
-            .unwrap();
-        let all = c.read(&all, t * rows).unwrap();
-        for r in [0, 8, 18] {
-            let x1 = buf(&c, &xs[r * cols..(r + 1) * cols]);
-            let o1 = poisoned(&c, rows);
-            c.op_matmul(&x1, &view(&w, 0, rows), &o1, 1, Path::Gemv)
-                .unwrap();
-            let o1 = c.read(&o1, rows).unwrap();
-            assert_eq!(&all[r * rows..(r + 1) * rows], &o1[..], "{dtype} token {r}");
-        }
-    }
-}
-
-#[test]
-#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
 fn grouped_matmul_matches_separate_matmuls() {
     // matmul_group over three row ranges of one tensor (odd sizes, so row pairs of the
     // grouped GEMV straddle the ranges) must give what three matmuls give: for decode token
@@ -605,8 +507,12 @@ fn tensor_core_attention_matches_f32_attention() {
     }
 }
 
+#[path = "ops_cuda/argmax.rs"]
+mod argmax;
 #[path = "ops_cuda/fused.rs"]
 mod fused;
+#[path = "ops_cuda/gemv.rs"]
+mod gemv;
 #[path = "ops_cuda/perf.rs"]
 mod perf;
 #[path = "ops_cuda/precision.rs"]

@@ -133,6 +133,7 @@ fn every_shader_variant_validates_and_translates() {
         Op::Swiglu,
         Op::Add,
         Op::Copy,
+        Op::Argmax,
     ] {
         assert!(variants.iter().any(|k| k.op == op), "no shader for {op}");
     }

@@ -7,59 +7,16 @@
 //! never writes shows up. The measure is NMSE = sum((a - r)^2) / sum(r^2) against the
 //! reference r, under `nmse_limit` of the case's dtype.
 //!
-//! Weightless ops (rope, kv_write, attention, swiglu, add, copy) have dtype F32: a backend
+//! Weightless ops (rope, kv_write, attention, swiglu, add, copy, argmax) have dtype F32: a backend
 //! lists them in its support table as (op, F32), or their cases are skipped.
 
 use super::reference::Reference;
+pub use super::rng::Rng;
 use super::{Backend, Op, RopeLayout, WeightView};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::quant;
 use crate::weights::TensorInfo;
-
-/// splitmix64 with Box-Muller normals: small, seedable and the same on every platform.
-pub struct Rng {
-    state: u64,
-    spare: Option<f32>,
-}
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng {
-            state: seed,
-            spare: None,
-        }
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1]: never 0, so `ln` below is finite.
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-    pub fn normal(&mut self) -> f32 {
-        if let Some(z) = self.spare.take() {
-            return z;
-        }
-        let (u, v) = (self.uniform(), self.uniform());
-        let (r, (sin, cos)) = (
-            (-2.0 * u.ln()).sqrt(),
-            (std::f64::consts::TAU * v).sin_cos(),
-        );
-        self.spare = Some((r * sin) as f32);
-        (r * cos) as f32
-    }
-    pub fn normals(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal() * scale).collect()
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
 
 /// One conformance case. Which fields an op reads:
 ///
@@ -74,6 +31,7 @@ impl Rng {
 /// | attention  | t queries at positions offset.. over heads/kv_heads x head_dim, scale     |
 /// | swiglu/add | n elements                                                                |
 /// | copy       | n elements from src[k..] to dst[offset..]                                 |
+/// | argmax     | n elements; k = 1: NaNs and the largest value twice                       |
 #[derive(Clone, Debug)]
 pub struct Case {
     pub name: String,
@@ -160,6 +118,7 @@ impl Case {
             ),
             Op::Swiglu | Op::Add => format!("{}_n{}", c.op, c.n),
             Op::Copy => format!("copy_n{}_from{}_to{}", c.n, c.k, c.offset),
+            Op::Argmax => format!("argmax_n{}{}", c.n, ["", "_nan_ties"][c.k]),
         };
         self
     }
@@ -311,6 +270,12 @@ pub fn cases() -> Vec<Case> {
     for (n, from, to) in [(1, 0, 0), (17, 3, 5), (1000, 7, 0), (4099, 0, 11)] {
         let mut c = Case::new(Op::Copy, DType::F32);
         (c.n, c.k, c.offset) = (n, from, to);
+        v.push(c.named());
+    }
+    // k = 1: NaNs and the largest value twice (the first one wins).
+    for (n, k) in [(1, 0), (17, 1), (1000, 0), (4099, 1), (128_256, 1)] {
+        let mut c = Case::new(Op::Argmax, DType::F32);
+        (c.n, c.k) = (n, k);
         v.push(c.named());
     }
     v
@@ -474,6 +439,16 @@ pub fn inputs(case: &Case, seed: u64) -> Result<Inputs> {
             (out, out_len) = (1, dst.len());
             bufs.push(dst);
         }
+        Op::Argmax => {
+            let mut x = rng.normals(c.n, 1.0);
+            if c.k == 1 {
+                (x[0], x[c.n / 2]) = (f32::NAN, f32::NAN);
+                (x[c.n / 3], x[c.n - 1]) = (9.0, 9.0);
+            }
+            bufs.push(x);
+            (out, out_len) = (1, c.n);
+            bufs.push(nan(c.n));
+        }
     }
     Ok(Inputs {
         bufs,
@@ -608,6 +583,14 @@ impl<B: Backend> Prepared<'_, B> {
             Op::Swiglu => b.swiglu(&buf[0], &buf[1], &buf[2], c.n),
             Op::Add => b.add(&buf[0], &buf[1], c.n),
             Op::Copy => b.copy(&buf[0], c.k, &buf[1], c.offset, c.n),
+            // The index as a one-hot row: any other index differs in two elements.
+            Op::Argmax => {
+                let mut hot = vec![0.0; c.n];
+                if let Some(h) = hot.get_mut(b.argmax(&buf[0], c.n)? as usize) {
+                    *h = 1.0;
+                }
+                b.write(&buf[1], &hot)
+            }
         }
     }
 

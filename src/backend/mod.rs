@@ -9,6 +9,7 @@
 pub mod cases;
 pub mod cuda;
 pub mod reference;
+mod rng;
 pub mod wgpu;
 
 use crate::dtype::DType;
@@ -27,6 +28,7 @@ pub enum Op {
     Swiglu,
     Add,
     Copy,
+    Argmax,
 }
 
 impl Op {
@@ -42,6 +44,7 @@ impl Op {
             Op::Swiglu => "swiglu",
             Op::Add => "add",
             Op::Copy => "copy",
+            Op::Argmax => "argmax",
         }
     }
 }
@@ -199,6 +202,12 @@ pub trait Backend {
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
     fn write(&self, buf: &Self::Buf, data: &[f32]) -> Result<()>;
     fn read(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
+    /// The index of the largest of buf[0, len) as `sample::argmax` gives it (the first on
+    /// ties; NaN never wins): greedy decoding. A backend may find it on the device and read
+    /// back one index instead of the logits.
+    fn argmax(&self, buf: &Self::Buf, len: usize) -> Result<u32> {
+        Ok(crate::sample::argmax(&self.read(buf, len)?))
+    }
     /// A KV cache for `max_ctx` positions.
     fn alloc_cache(
         &self,

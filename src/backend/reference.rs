@@ -305,6 +305,7 @@ impl Backend for Reference {
             (Op::Swiglu, f32_only),
             (Op::Add, f32_only),
             (Op::Copy, f32_only),
+            (Op::Argmax, f32_only),
         ])
     }
 

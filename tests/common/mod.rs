@@ -63,6 +63,22 @@ pub fn run_golden(choice: BackendChoice, g: &Golden) -> Vec<(String, Run)> {
                     logits = vec![];
                 }
             }
+            // decode_greedy (the backend's own argmax: the device's on CUDA) at the last step
+            // again: the last decoded position is re-run from the cache by the same one-token
+            // step, so the logits are the same bits.
+            let (n, ids) = (run.greedy_ids.len(), &run.greedy_ids);
+            if n >= 3 {
+                let mut seq = c.prompt_ids.clone();
+                seq.extend(&ids[..n - 2]);
+                a.prefill(&seq).unwrap();
+                let got = a.decode_greedy(ids[n - 2]).unwrap();
+                assert_eq!(
+                    got,
+                    ids[n - 1],
+                    "{}: decode_greedy is not the argmax",
+                    c.name
+                );
+            }
             (c.name.clone(), run)
         })
         .collect()

@@ -21,27 +21,34 @@ fn norm_matmul_matches_its_parts() {
     // weight of each GEMV dtype (plain ones take the parts inside the backend), gate/up, one
     // token (fused) and three (parts). x is staged as the same digits up to the rounding of
     // the norm's factor, so the fused results agree to f32 rounding, not bit for bit.
+    // At 9216 columns a row takes several chunks of the GGUF GEMV's stream.
     let c = cuda();
     let mut rng = Rng(0x7a0f);
-    let cols = 1024;
-    let norms = norm_weights(&c, &mut rng, cols);
-    let q = random_weight(&c, &mut rng, "q", DType::Q4_K, 256, cols);
-    let k = random_weight(&c, &mut rng, "k", DType::Q4_K, 64, cols);
-    let v = random_weight(&c, &mut rng, "v", DType::Q6_K, 64, cols);
+    let mut report = Vec::new();
+    for cols in [1024, 9216] {
+        norm_matmul_at(&c, &mut rng, cols, &mut report);
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+fn norm_matmul_at(c: &Cuda, rng: &mut Rng, cols: usize, report: &mut Vec<String>) {
+    let norms = norm_weights(c, rng, cols);
+    let q = random_weight(c, rng, "q", DType::Q4_K, 256, cols);
+    let k = random_weight(c, rng, "k", DType::Q4_K, 64, cols);
+    let v = random_weight(c, rng, "v", DType::Q6_K, 64, cols);
     let mut groups = vec![vec![view(&q, 0, 256), view(&k, 0, 64), view(&v, 0, 64)]];
     let singles: Vec<CudaWeight> = nvrtc::MATMUL_DTYPES
         .iter()
-        .map(|&d| random_weight(&c, &mut rng, "w", d, 96, cols))
+        .map(|&d| random_weight(c, rng, "w", d, 96, cols))
         .collect();
     groups.extend(singles.iter().map(|w| vec![view(w, 0, 96)]));
-    let mut report = Vec::new();
     for nw in &norms {
         for t in [1usize, 3] {
-            let x = buf(&c, &rng.vec(t * cols));
+            let x = buf(c, &rng.vec(t * cols));
             for views in &groups {
-                let outs: Vec<CudaBuf> = views.iter().map(|v| poisoned(&c, t * v.rows)).collect();
-                let parts: Vec<CudaBuf> = views.iter().map(|v| poisoned(&c, t * v.rows)).collect();
-                let xn = poisoned(&c, t * cols);
+                let outs: Vec<CudaBuf> = views.iter().map(|v| poisoned(c, t * v.rows)).collect();
+                let parts: Vec<CudaBuf> = views.iter().map(|v| poisoned(c, t * v.rows)).collect();
+                let xn = poisoned(c, t * cols);
                 let o: Vec<&CudaBuf> = outs.iter().collect();
                 c.norm_matmul_group(&x, (nw, 1e-5), &xn, views, &o, t)
                     .unwrap();
@@ -63,11 +70,11 @@ fn norm_matmul_matches_its_parts() {
             }
             // gate and up, fused with swiglu.
             let views = [view(&q, 0, 128), view(&q, 128, 128)];
-            let (f0, f1) = (poisoned(&c, t * 128), poisoned(&c, t * 128));
+            let (f0, f1) = (poisoned(c, t * 128), poisoned(c, t * 128));
             let (g, u, xn) = (
-                poisoned(&c, t * 128),
-                poisoned(&c, t * 128),
-                poisoned(&c, t * cols),
+                poisoned(c, t * 128),
+                poisoned(c, t * 128),
+                poisoned(c, t * cols),
             );
             c.norm_matmul_swiglu(&x, (nw, 1e-5), &xn, views, [&f0, &f1], t)
                 .unwrap();
@@ -78,7 +85,6 @@ fn norm_matmul_matches_its_parts() {
             assert!(e < 1e-9, "swiglu norm {} t={t}: nmse {e:.3e}", nw.dtype);
         }
     }
-    eprintln!("{}", report.join("\n"));
 }
 
 #[test]
@@ -88,28 +94,38 @@ fn matmul_add_matches_its_parts() {
     // against matmul then add, for every GEMV dtype and I8, decode and prefill token counts.
     // The GEMV adds the same f32 values the add kernel would (same bits); cuBLASLt adds in its
     // epilogue (f32 rounding).
+    // At 9216 columns (GGUF types) a row takes several chunks of the GEMV's stream.
     let c = cuda();
     let mut rng = Rng(0xadd);
-    let (rows, cols) = (128usize, 512usize);
+    for cols in [512usize, 9216] {
+        matmul_add_at(&c, &mut rng, 128, cols);
+    }
+}
+
+fn matmul_add_at(c: &Cuda, rng: &mut Rng, rows: usize, cols: usize) {
+    let wide = cols > 512;
     let mut weights: Vec<CudaWeight> = nvrtc::MATMUL_DTYPES
         .iter()
-        .map(|&d| random_weight(&c, &mut rng, "w", d, rows, cols))
+        .filter(|d| !wide || d.is_quantized())
+        .map(|&d| random_weight(c, rng, "w", d, rows, cols))
         .collect();
-    weights.push(random_weight(&c, &mut rng, "w", DType::I8, rows, cols));
+    if !wide {
+        weights.push(random_weight(c, rng, "w", DType::I8, rows, cols));
+    }
     let scales: Vec<u8> = (0..rows)
         .flat_map(|_| half::bf16::from_f32(0.01 * (1.0 + rng.f().abs())).to_le_bytes())
         .collect();
-    let scale = upload(&c, "w.scale", DType::BF16, &[rows, 1], &scales);
+    let scale = upload(c, "w.scale", DType::BF16, &[rows, 1], &scales);
     for w in &weights {
         let v = WeightView {
             scale: (w.dtype == DType::I8).then_some(&scale),
             ..view(w, 0, rows)
         };
         for t in [1usize, 5, 40] {
-            let x = buf(&c, &rng.vec(t * cols));
+            let x = buf(c, &rng.vec(t * cols));
             let r0 = rng.vec(t * rows);
-            let (fused, parts) = (buf(&c, &r0), buf(&c, &r0));
-            let y = poisoned(&c, t * rows);
+            let (fused, parts) = (buf(c, &r0), buf(c, &r0));
+            let y = poisoned(c, t * rows);
             c.matmul_add(&x, v, &y, &fused, t).unwrap();
             c.matmul(&x, v, &y, t).unwrap();
             c.add(&parts, &y, t * rows).unwrap();

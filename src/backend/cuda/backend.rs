@@ -62,6 +62,10 @@ impl Backend for Cuda {
             .map_err(|e| cuda_err("copy to device", e))
     }
 
+    fn argmax(&self, buf: &CudaBuf, len: usize) -> Result<u32> {
+        self.op_argmax(buf, len)
+    }
+
     fn read(&self, buf: &CudaBuf, len: usize) -> Result<Vec<f32>> {
         self.check_buf("read", buf, len)?;
         if self.capturing.load(Ordering::Relaxed) {

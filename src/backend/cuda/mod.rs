@@ -245,6 +245,8 @@ impl DeviceInfo {
 struct Step {
     ids: DevMem,
     pos: DevMem,
+    /// argmax's result (one u32).
+    argmax: DevMem,
     cap: usize,
     host_ids: Vec<u32>,
     host_pos: Vec<u32>,
@@ -361,6 +363,7 @@ impl Cuda {
         let step = Step {
             ids: DevMem::new(&ctx, &live, STEP_CAP0 * 4)?,
             pos: DevMem::new(&ctx, &live, STEP_CAP0 * 4)?,
+            argmax: DevMem::new(&ctx, &live, 4)?,
             cap: STEP_CAP0,
             host_ids: Vec::new(),
             host_pos: Vec::new(),
@@ -527,5 +530,6 @@ pub fn support_table() -> SupportTable {
         (Op::Swiglu, f32_only),
         (Op::Add, f32_only),
         (Op::Copy, f32_only),
+        (Op::Argmax, f32_only),
     ])
 }

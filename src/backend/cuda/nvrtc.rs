@@ -25,6 +25,7 @@ pub const HEADERS: &[(&str, &str)] = &[
 /// Kernel files, named after their op.
 pub const SOURCES: &[(&str, &str)] = &[
     ("add.cu", include_str!("../../../kernels/add.cu")),
+    ("argmax.cu", include_str!("../../../kernels/argmax.cu")),
     ("add_bias.cu", include_str!("../../../kernels/add_bias.cu")),
     (
         "attention.cu",
@@ -298,6 +299,7 @@ pub fn all_variants() -> Vec<Variant> {
         v.push(Variant::matmul_i8(d, true).expect("listed dtype"));
     }
     v.push(Variant::plain("add.cu", &["add"]));
+    v.push(Variant::plain("argmax.cu", &["argmax"]));
     v.push(Variant::plain("swiglu.cu", &["swiglu"]));
     v.push(Variant::plain("rope.cu", &["rope", "rope_kv_write"]));
     v.push(Variant::plain("kv_write.cu", &["kv_write"]));

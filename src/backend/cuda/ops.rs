@@ -501,6 +501,36 @@ impl Cuda {
         )
     }
 
+    /// The index of the largest of x[0, n) (kernels/argmax.cu), read back.
+    pub(crate) fn op_argmax(&self, x: &CudaBuf, n: usize) -> Result<u32> {
+        self.need("argmax x", x, n)?;
+        if self.is_capturing() {
+            return Err(self.err("argmax inside a recorded step (a graph cannot read back)"));
+        }
+        if n == 0 {
+            return Err(self.err("argmax of nothing"));
+        }
+        let (xp, ni) = (x.ptr(), i32_of("argmax length", n)?);
+        let step = self.lock(&self.step)?;
+        let out = step.argmax.ptr();
+        self.launch(
+            &Variant::plain("argmax.cu", &["argmax"]),
+            "argmax",
+            (1, 1, 1),
+            (1024, 1, 1),
+            0,
+            &mut [arg(&xp), arg(&ni), arg(&out)],
+        )?;
+        let mut rb = self.lock(&self.readback)?;
+        let host = rb.floats(1)?;
+        // SAFETY: the source holds 4 bytes, the pinned destination as many; the copy
+        // completes before the synchronize below returns.
+        unsafe { dr::memcpy_dtoh_async(host, out, self.stream.cu_stream()) }
+            .map_err(|e| cuda_err("copy from device", e))?;
+        self.synchronize()?;
+        Ok(host[0].to_bits())
+    }
+
     pub(crate) fn op_add(&self, x: &CudaBuf, y: &CudaBuf, n: usize) -> Result<()> {
         if n == 0 {
             return Ok(());

@@ -138,6 +138,7 @@ impl Wgpu {
             (Op::Swiglu, f32_only),
             (Op::Add, f32_only),
             (Op::Copy, f32_only),
+            (Op::Argmax, f32_only),
         ])
     }
 }

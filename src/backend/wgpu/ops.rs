@@ -569,4 +569,16 @@ impl Backend for Wgpu {
         let bufs = [Bind::new(&src.buffer, sb), Bind::new(&dst.buffer, db)];
         self.elementwise(Op::Copy, &params, &bufs, n)
     }
+
+    fn argmax(&self, buf: &WgpuBuf, len: usize) -> Result<u32> {
+        if len == 0 {
+            return Err(input("argmax of nothing"));
+        }
+        let xb = fits("argmax x", buf, len)?;
+        let out = self.alloc(1)?;
+        let params = [to_u32("n", len)?, 0, 0, 0];
+        let bufs = [Bind::new(&buf.buffer, xb), Bind::new(&out.buffer, 4)];
+        self.launch(Op::Argmax, None, "main", &params, &bufs, 1)?;
+        Ok(self.read(&out, 1)?[0] as u32)
+    }
 }

@@ -102,6 +102,7 @@ fn op_file(op: Op) -> &'static str {
         Op::Swiglu => include_str!("../../../shaders/swiglu.wgsl"),
         Op::Add => include_str!("../../../shaders/add.wgsl"),
         Op::Copy => include_str!("../../../shaders/copy.wgsl"),
+        Op::Argmax => include_str!("../../../shaders/argmax.wgsl"),
     }
 }
 
@@ -228,6 +229,7 @@ pub fn all_variants() -> Vec<ShaderKey> {
         Op::Swiglu,
         Op::Add,
         Op::Copy,
+        Op::Argmax,
     ];
     let mut out = Vec::new();
     for op in ops {
