@@ -159,7 +159,7 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u16* __r
 // attention_decode other blocks wrote the slices during this launch.
 #define NQ_COMBINE 8
 __device__ __forceinline__ void combine_slices(const float* part, float* out, int nq, i64 base, int group, int heads,
-                                               int kvh, int d, int nsplit, float (*w)[65]) {
+                                               int kvh, int d, int nsplit, int ns, float (*w)[65]) {
     const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, nw = blockDim.x / WARP;
     for (int n = warp; n < nq; n += nw) {
         const float* pp = part + (base + (n / group) * heads + kvh * group + n % group) * nsplit * (d + 2);
@@ -167,7 +167,7 @@ __device__ __forceinline__ void combine_slices(const float* part, float* out, in
 #pragma unroll
         for (int i = 0; i < 2; i++) {
             const int s = lane + WARP * i;
-            m[i] = s < nsplit ? __ldcg(pp + s * (d + 2) + d) : -INFINITY;
+            m[i] = s < ns ? __ldcg(pp + s * (d + 2) + d) : -INFINITY;
         }
         const float mx = warp_max(fmaxf(m[0], m[1]));
 #pragma unroll
@@ -175,7 +175,7 @@ __device__ __forceinline__ void combine_slices(const float* part, float* out, in
             const int s = lane + WARP * i;
             const float e = m[i] == -INFINITY ? 0.0f : expf(m[i] - mx);
             if (m[i] != -INFINITY) l += __ldcg(pp + s * (d + 2) + d + 1) * e;
-            if (s < nsplit) w[n][s] = e;
+            if (s < ns) w[n][s] = e;
         }
         l = warp_sum(l);
         // A NaN l (a position past the cache) or no keys at all make the row NaN.
@@ -188,7 +188,7 @@ __device__ __forceinline__ void combine_slices(const float* part, float* out, in
         const float* pp = part + rh * nsplit * (d + 2);
         float acc = 0.0f;
 #pragma unroll 8
-        for (int s = 0; s < nsplit; s++) {
+        for (int s = 0; s < ns; s++) {
             const float ws = w[n][s], o = __ldcg(pp + s * (d + 2) + c);
             acc = ws != 0.0f ? fmaf(o, ws, acc) : acc;
         }
@@ -200,7 +200,7 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part, flo
                                              int d, int nsplit) {
     pdl_begin();
     __shared__ float w[1][65];
-    combine_slices(part, out, 1, (i64)blockIdx.x * heads + blockIdx.y, 1, heads, 0, d, nsplit, w);
+    combine_slices(part, out, 1, (i64)blockIdx.x * heads + blockIdx.y, 1, heads, 0, d, nsplit, nsplit, w);
 }
 
 #ifdef HEAD_DIM
@@ -214,6 +214,10 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part, flo
 // interleaved groups of 8 keys of its slice and merge their (m, l, o) through shared memory;
 // the slice's result goes to `part`, in the layout of `attention`, and the last block of a
 // kv head to finish merges the slices into `out` (a counter per kv head in `done`).
+// Short contexts take fewer slices than the grid has (ns, at least min_keys keys each; the
+// other blocks return at once): one slice needs no merge and writes `out` itself, which
+// saves the partial results' round trip, the counter and the merge (at 128 keys the split
+// launch cost three times what one block's keys do).
 #define NQ_MAX 8
 #define DEC_WARPS 4
 #define KG 8
@@ -228,7 +232,8 @@ __device__ __forceinline__ void f16x4(uint2 v, float* f) {
 extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2)
     attention_decode(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
                      const u32* __restrict__ pos, float* __restrict__ part, int t, int heads, int kv_heads,
-                     int max_ctx, int nsplit, float scale, float* __restrict__ out, u32* __restrict__ done) {
+                     int max_ctx, int nsplit, float scale, float* __restrict__ out, u32* __restrict__ done,
+                     int min_keys) {
     pdl_begin();
     __shared__ float ms[DEC_WARPS][NQ_MAX], ls[DEC_WARPS][NQ_MAX];
     __shared__ __align__(16) float os[DEC_WARPS][NQ_MAX][HEAD_DIM];
@@ -240,7 +245,9 @@ extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2)
     u32 mx = 0;
     for (int r = 0; r < t; r++) mx = max(mx, pos[r] + 1);
     const int kmax = (int)min(mx, (u32)max_ctx);
-    const int chunk = (kmax + nsplit - 1) / nsplit;
+    const int ns = max(1, min(nsplit, (kmax + min_keys - 1) / min_keys));
+    if (split >= ns) return;
+    const int chunk = (kmax + ns - 1) / ns;
     const int k0 = split * chunk, k1 = min(kmax, k0 + chunk);
 
     // Query n is row n / group, head kvh * group + n % group; it sees keys 0..=qpos[n].
@@ -369,6 +376,11 @@ extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2)
         }
         // A position past the cache has no keys: NaN, as `attention` writes it.
         const bool bad = pos[r] >= (u32)max_ctx;
+        if (ns == 1) {
+            out[((i64)r * heads + kvh * group + n % group) * HEAD_DIM + c] =
+                !bad && L > 0.0f ? O * (1.0f / L) : NAN_F32;
+            continue;
+        }
         float* pp = part + (((i64)r * heads + kvh * group + n % group) * nsplit + split) * (HEAD_DIM + 2);
         pp[c] = bad ? NAN_F32 : O;
         if (c == 0) {
@@ -380,15 +392,16 @@ extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2)
     // The block that finishes its kv head's slices last merges them into `out` (what
     // attention_combine does, without a launch of its own) and sets the counter back to
     // zero for the next launch.
+    if (ns == 1) return;
     __shared__ u32 last;
     __shared__ float w[NQ_COMBINE][65];
     __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(done + kvh, 1u) == (u32)nsplit - 1;
+    if (threadIdx.x == 0) last = atomicAdd(done + kvh, 1u) == (u32)ns - 1;
     __syncthreads();
     if (!last) return;
     __threadfence();
-    combine_slices(part, out, nq, 0, group, heads, kvh, HEAD_DIM, nsplit, w);
+    combine_slices(part, out, nq, 0, group, heads, kvh, HEAD_DIM, nsplit, ns, w);
     if (threadIdx.x == 0) done[kvh] = 0;
 }
 

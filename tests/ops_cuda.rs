@@ -415,10 +415,11 @@ fn graph_replay_matches_direct_launches() {
 #[test]
 #[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
 fn split_decode_attention_matches_single_pass() {
-    // Keys and values for 1000 positions, then the last position's attention two ways: as
-    // the last row of a 1000-row prefill by the f32 kernel (one pass over the keys per
-    // block) and as a one-row decode step (keys split into the cache's slices, then
-    // combined), which must agree to rounding. The prefill is also run on tensor cores.
+    // Keys and values for 1000 positions, then attention at some positions two ways: as
+    // rows of a 1000-row prefill by the f32 kernel (one pass over the keys per block) and
+    // as one-row decode steps (keys split into slices of at least LAMINA_CUDA_SPLIT_KEYS,
+    // then combined; one slice for short contexts), which must agree to rounding. The
+    // prefill is also run on tensor cores.
     let c = cuda();
     let mut rng = Rng(99);
     let (n, heads, kvh, d) = (1000usize, 8usize, 2usize, 128usize);
@@ -452,16 +453,19 @@ fn split_decode_attention_matches_single_pass() {
         "tensor-core prefill attention differs: nmse {e:.3e}"
     );
 
-    c.set_step(&[0], &[n as u32 - 1]).unwrap();
-    let q1 = buf(&c, &qs[(n - 1) * heads * d..]);
-    let one = poisoned(&c, heads * d);
-    c.attention(&q1, &cache, 1, &one, 1, heads, 0.125).unwrap();
-    let one = c.read(&one, heads * d).unwrap();
-    let e = nmse(&one, &full[(n - 1) * heads * d..]);
-    assert!(
-        e < 1e-10,
-        "split decode attention differs from single pass: nmse {e:.3e}"
-    );
+    // Decode rows at positions whose contexts take one slice (no merge) up to eight.
+    for p in [0usize, 5, 127, 128, 300, n - 1] {
+        c.set_step(&[0], &[p as u32]).unwrap();
+        let q1 = buf(&c, &qs[p * heads * d..(p + 1) * heads * d]);
+        let one = poisoned(&c, heads * d);
+        c.attention(&q1, &cache, 1, &one, 1, heads, 0.125).unwrap();
+        let one = c.read(&one, heads * d).unwrap();
+        let e = nmse(&one, &full[p * heads * d..(p + 1) * heads * d]);
+        assert!(
+            e < 1e-10,
+            "decode attention at position {p} differs from single pass: nmse {e:.3e}"
+        );
+    }
 }
 
 #[test]

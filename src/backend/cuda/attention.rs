@@ -38,6 +38,20 @@ pub fn decode_splits(sms: usize, kv_heads: usize) -> usize {
     (2 * sms).div_ceil(kv_heads.max(1)).clamp(2, 64)
 }
 
+/// Fewest keys per slice of attention_decode (min_keys in attention.cu): a context shorter
+/// than this many keys is one slice per kv head, merged by no one. 128 by default;
+/// LAMINA_CUDA_SPLIT_KEYS overrides, for tuning (read once).
+pub fn split_keys() -> i32 {
+    static KEYS: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *KEYS.get_or_init(|| {
+        std::env::var("LAMINA_CUDA_SPLIT_KEYS")
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+            .filter(|k| (1..=1 << 20).contains(k))
+            .unwrap_or(128)
+    })
+}
+
 impl Cuda {
     pub(crate) fn new_cache(
         &self,
@@ -149,7 +163,7 @@ impl Cuda {
         let mma = path == AttnPath::Auto && !self.f32_attention;
         let mma_dim = nvrtc::MMA_HEAD_DIMS.contains(&d);
         if split && mma && mma_dim && group * t <= DECODE_QUERIES {
-            let (nsi, dp) = (cache.nsplit as i32, cache.done.ptr());
+            let (nsi, dp, mk) = (cache.nsplit as i32, cache.done.ptr(), split_keys());
             // The kernel merges the slices itself (its last block per kv head).
             return self.launch(
                 &Variant::attention_mma(d)?,
@@ -171,6 +185,7 @@ impl Cuda {
                     arg(&scale),
                     arg(&op),
                     arg(&dp),
+                    arg(&mk),
                 ],
             );
         }

@@ -82,7 +82,7 @@ impl Cuda {
         key: Option<u64>,
         f: &mut dyn FnMut() -> Result<()>,
     ) -> Result<()> {
-        let Some(key) = key else {
+        let Some(key) = key.filter(|_| !self.graphs_off) else {
             return f();
         };
         if self.is_capturing() {

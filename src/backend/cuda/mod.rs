@@ -274,6 +274,9 @@ pub struct Cuda {
     occupancy: Mutex<HashMap<OccupancyKey, u32>>,
     /// LAMINA_CUDA_SYNC=1: synchronize after every launch and name the kernel that failed.
     sync_each: bool,
+    /// LAMINA_CUDA_GRAPHS=0: decode steps launch kernel by kernel, unrecorded (profilers
+    /// then see every kernel on its own).
+    graphs_off: bool,
     /// LAMINA_CUDA_ATTN=f32: prefill attention by the f32 kernel instead of tensor cores.
     f32_attention: bool,
     /// Programmatic dependent launch: compute capability 9.0 or later, unless
@@ -388,6 +391,7 @@ impl Cuda {
             capturing: AtomicBool::new(false),
             occupancy: Mutex::new(HashMap::new()),
             sync_each: std::env::var("LAMINA_CUDA_SYNC").is_ok_and(|v| v == "1"),
+            graphs_off: std::env::var("LAMINA_CUDA_GRAPHS").is_ok_and(|v| v == "0"),
             f32_attention: std::env::var("LAMINA_CUDA_ATTN").is_ok_and(|v| v == "f32"),
             pdl: info.compute.0 >= 9 && std::env::var("LAMINA_CUDA_PDL").map_or(true, |v| v != "0"),
             swiglu_parts: std::env::var("LAMINA_CUDA_SWIGLU").is_ok_and(|v| v == "parts"),
