@@ -271,14 +271,26 @@ extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2)
 
     const u16* kb_ptr = kc + (i64)kvh * max_ctx * HEAD_DIM + 4 * lane;
     const u16* vb_ptr = vc + (i64)kvh * max_ctx * HEAD_DIM + 4 * lane;
+    // The warp's next group of keys is loaded while this one is computed: a short slice is a
+    // few groups, each of which would otherwise wait a full memory round trip.
+    uint2 kn[KG], vn[KG];
+    auto load = [&](int kb) {
+#pragma unroll
+        for (int j = 0; j < KG; j++) {
+            const bool in = kb + j < k1 && dl;
+            kn[j] = in ? *(const uint2*)(kb_ptr + (i64)(kb + j) * HEAD_DIM) : make_uint2(0, 0);
+            vn[j] = in ? *(const uint2*)(vb_ptr + (i64)(kb + j) * HEAD_DIM) : make_uint2(0, 0);
+        }
+    };
+    load(k0 + KG * warp);
     for (int kb = k0 + KG * warp; kb < k1; kb += KG * DEC_WARPS) {
         uint2 kr[KG], vr[KG];
 #pragma unroll
         for (int j = 0; j < KG; j++) {
-            const bool in = kb + j < k1 && dl;
-            kr[j] = in ? *(const uint2*)(kb_ptr + (i64)(kb + j) * HEAD_DIM) : make_uint2(0, 0);
-            vr[j] = in ? *(const uint2*)(vb_ptr + (i64)(kb + j) * HEAD_DIM) : make_uint2(0, 0);
+            kr[j] = kn[j];
+            vr[j] = vn[j];
         }
+        load(kb + KG * DEC_WARPS);
         float kf[KG][4];
 #pragma unroll
         for (int j = 0; j < KG; j++) f16x4(kr[j], kf[j]);
