@@ -364,10 +364,10 @@ pub fn generate(
     let eos = a.config().eos_token_ids.clone();
     let mut sampler = Sampler::new(p.sampling.clone());
     let mut history = prompt.to_vec();
-    let t0 = Instant::now();
-    let mut logits = a.prefill(prompt)?;
     // Greedy: the next token comes from decode_greedy (no logits read back).
     let (greedy, mut next) = (p.sampling.is_greedy(), None);
+    let t0 = Instant::now();
+    let mut logits = a.prefill(prompt)?;
     let prompt_secs = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let tokenizer = a.tokenizer();

@@ -68,18 +68,8 @@ impl Backend for Cuda {
 
     fn read(&self, buf: &CudaBuf, len: usize) -> Result<Vec<f32>> {
         self.check_buf("read", buf, len)?;
-        if self.capturing.load(Ordering::Relaxed) {
-            return Err(self.err("read inside a recorded step (a graph cannot read back)"));
-        }
-        self.bind()?;
-        let mut rb = self.lock(&self.readback)?;
-        let host = rb.floats(len)?;
-        // SAFETY: the source holds len floats (checked), the pinned destination as many; the
-        // copy completes before the synchronize below returns.
-        unsafe { dr::memcpy_dtoh_async(host, buf.ptr(), self.stream.cu_stream()) }
-            .map_err(|e| cuda_err("copy from device", e))?;
-        self.synchronize()?;
-        Ok(host.to_vec())
+        // SAFETY: the buffer holds len floats (checked).
+        unsafe { self.read_back(buf.ptr(), len) }
     }
 
     fn alloc_cache(

@@ -501,6 +501,26 @@ impl Cuda {
         )
     }
 
+    /// `len` floats at device address `src`, through the pinned readback buffer, once
+    /// everything enqueued has run. Refused while recording (a graph cannot read back).
+    ///
+    /// # Safety
+    /// `src` must hold `len` floats.
+    pub(crate) unsafe fn read_back(&self, src: u64, len: usize) -> Result<Vec<f32>> {
+        if self.is_capturing() {
+            return Err(self.err("read inside a recorded step (a graph cannot read back)"));
+        }
+        self.bind()?;
+        let mut rb = self.lock(&self.readback)?;
+        let host = rb.floats(len)?;
+        // SAFETY: the source holds len floats (the caller's promise), the pinned destination
+        // as many; the copy completes before the synchronize below returns.
+        unsafe { dr::memcpy_dtoh_async(host, src, self.stream.cu_stream()) }
+            .map_err(|e| cuda_err("copy from device", e))?;
+        self.synchronize()?;
+        Ok(host.to_vec())
+    }
+
     /// The index of the largest of x[0, n) (kernels/argmax.cu), read back.
     pub(crate) fn op_argmax(&self, x: &CudaBuf, n: usize) -> Result<u32> {
         self.need("argmax x", x, n)?;
@@ -511,8 +531,7 @@ impl Cuda {
             return Err(self.err("argmax of nothing"));
         }
         let (xp, ni) = (x.ptr(), i32_of("argmax length", n)?);
-        let step = self.lock(&self.step)?;
-        let out = step.argmax.ptr();
+        let out = self.lock(&self.step)?.argmax.ptr();
         self.launch(
             &Variant::plain("argmax.cu", &["argmax"]),
             "argmax",
@@ -521,14 +540,8 @@ impl Cuda {
             0,
             &mut [arg(&xp), arg(&ni), arg(&out)],
         )?;
-        let mut rb = self.lock(&self.readback)?;
-        let host = rb.floats(1)?;
-        // SAFETY: the source holds 4 bytes, the pinned destination as many; the copy
-        // completes before the synchronize below returns.
-        unsafe { dr::memcpy_dtoh_async(host, out, self.stream.cu_stream()) }
-            .map_err(|e| cuda_err("copy from device", e))?;
-        self.synchronize()?;
-        Ok(host[0].to_bits())
+        // SAFETY: the result slot holds 4 bytes (one u32, read as an f32's bits).
+        Ok(unsafe { self.read_back(out, 1) }?[0].to_bits())
     }
 
     pub(crate) fn op_add(&self, x: &CudaBuf, y: &CudaBuf, n: usize) -> Result<()> {
