@@ -295,14 +295,19 @@ __device__ __forceinline__ void issue(const Stream& s, int k, int kend, u8* slot
     cp_async_commit();
 }
 
-// max(a, b), NaN when either is.
-__device__ __forceinline__ float max_nan(float a, float b) { return a != a || b != b ? NAN_F32 : fmaxf(a, b); }
-
 // Rounds of x loads a thread issues before it uses the first: x is read once per block
 // from L2, and one round at a time would leave a 14336-wide x (down projection) waiting for
 // 14 round trips before the first chunk is computed; 8 rounds make it 2 (16 made the dp4a
 // GEMV spill registers on sm_90).
 #define XR 8
+
+// Four elements of the norm's weight (F32, F16 or BF16 by dt 0, 1, 2) from element c.
+__device__ __forceinline__ float4 norm_w4(const u8* __restrict__ nrm, int dt, int c) {
+    if (dt == 0) return __ldg((const float4*)nrm + c / 4);
+    const uint2 h = __ldg((const uint2*)nrm + c / 4);
+    if (dt == 1) return make_float4(f16_to_f32(h.x & 0xffff), f16_to_f32(h.x >> 16), f16_to_f32(h.y & 0xffff), f16_to_f32(h.y >> 16));
+    return make_float4(bf16_to_f32(h.x & 0xffff), bf16_to_f32(h.x >> 16), bf16_to_f32(h.y & 0xffff), bf16_to_f32(h.y >> 16));
+}
 
 // x (one token) into shared memory for the dp4a path, per unit of 32 elements: 32 bytes of
 // high digits, 32 of low digits, then the digits' scale d and the sums of x over each half
@@ -314,13 +319,6 @@ __device__ __forceinline__ float max_nan(float a, float b) { return a != a || b 
 // With `nrm` (FUSE_NORM) the digits are of x * nrm, and the sum of x^2 comes back (this
 // thread's part) for the norm's 1 / rms, which the outputs are multiplied by: the digits are
 // the same for any common factor of x.
-__device__ __forceinline__ float4 norm_w4(const u8* __restrict__ nrm, int dt, int c) {
-    if (dt == 0) return __ldg((const float4*)nrm + c / 4);
-    const uint2 h = __ldg((const uint2*)nrm + c / 4);
-    if (dt == 1) return make_float4(f16_to_f32(h.x & 0xffff), f16_to_f32(h.x >> 16), f16_to_f32(h.y & 0xffff), f16_to_f32(h.y >> 16));
-    return make_float4(bf16_to_f32(h.x & 0xffff), bf16_to_f32(h.x >> 16), bf16_to_f32(h.y & 0xffff), bf16_to_f32(h.y >> 16));
-}
-
 __device__ __forceinline__ float stage_x_digits(const float* __restrict__ x, float* xs, int cols,
                                                 const u8* __restrict__ nrm, int nrm_dt) {
     float ss = 0.0f;
@@ -348,26 +346,34 @@ __device__ __forceinline__ float stage_x_digits(const float* __restrict__ x, flo
                     e[k] *= gw[k];
                 }
             }
-            // A NaN or infinite x makes d NaN, and so every output NaN, as f32 products would
-            // (fmaxf alone would drop a NaN and round it to a zero digit).
-            float mx = max_nan(max_nan(fabsf(e[0]), fabsf(e[1])), max_nan(fabsf(e[2]), fabsf(e[3])));
+            // A NaN or infinite x makes d NaN, and so every output NaN, as f32 products would:
+            // mx is infinite then (fmaxf alone would drop a NaN; the sum of |x| keeps it).
+            const float ax = (fabsf(e[0]) + fabsf(e[1])) + (fabsf(e[2]) + fabsf(e[3]));
+            float mx = fmaxf(fmaxf(fabsf(e[0]), fabsf(e[1])), fmaxf(fabsf(e[2]), fabsf(e[3])));
+            if (ax != ax) mx = INFINITY;
             float sum = (e[0] + e[1]) + (e[2] + e[3]);
 #pragma unroll
-            for (int o = 1; o < 8; o <<= 1) mx = max_nan(mx, __shfl_xor_sync(FULL_MASK, mx, o));
-            if (mx == INFINITY) mx = NAN_F32;
+            for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o));
 #pragma unroll
             for (int o = 1; o < 4; o <<= 1) sum += __shfl_xor_sync(FULL_MASK, sum, o);
             if (i >= c4) continue;
-            const float d = mx * (1.0f / 127.0f);
-            const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
-            u32 hw = 0, lw = 0;
+            const bool finite = mx < INFINITY;
+            const float d = finite ? mx * (1.0f / 127.0f) : NAN_F32;
+            const float inv = finite && mx > 0.0f ? 127.0f * __frcp_rn(mx) : 0.0f;
+            // Rounding by adding 1.5 * 2^23 (|t| <= 127 * (1 + 2^-21)): the sum's low byte is
+            // the rounded value's two's complement byte, and every step is an exact f32 add or
+            // a rounded product, without the conversion unit. |t - hi| <= 1/2, so |lo| <= 127.
+            const float MAGIC = 12582912.0f;
+            u32 hb[4], lb[4];
 #pragma unroll
             for (int k = 0; k < 4; k++) {
-                const int h = max(-127, min(127, __float2int_rn(e[k] * inv)));
-                const int l = max(-127, min(127, __float2int_rn(fmaf(-d, (float)h, e[k]) * inv * 254.0f)));
-                hw |= ((u32)h & 0xff) << (8 * k);
-                lw |= ((u32)l & 0xff) << (8 * k);
+                const float t = __fmul_rn(e[k], inv);
+                const float m = __fadd_rn(t, MAGIC);
+                hb[k] = __float_as_uint(m);
+                lb[k] = __float_as_uint(__fmaf_rn(__fsub_rn(t, __fsub_rn(m, MAGIC)), 254.0f, MAGIC));
             }
+            const u32 hw = __byte_perm(__byte_perm(hb[0], hb[1], 0x0040), __byte_perm(hb[2], hb[3], 0x0040), 0x5410);
+            const u32 lw = __byte_perm(__byte_perm(lb[0], lb[1], 0x0040), __byte_perm(lb[2], lb[3], 0x0040), 0x5410);
             const int unit = i / 8, k = i % 8;
             u32* dst = (u32*)(xs + unit * XU);
             dst[k] = hw;

@@ -666,17 +666,23 @@ fn rope_kv_write_matches_its_parts() {
 #[test]
 #[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
 fn gemv_propagates_nan() {
-    // A NaN in x makes every output of its token NaN and leaves the other tokens finite, on
-    // the dp4a path (one token: x held as 8-bit digits, which must not round a NaN to zero)
-    // and on the f32 path (several tokens), for every GEMV dtype.
+    // A NaN in x makes every output of its token NaN, an infinity every output not finite,
+    // and the other tokens stay finite: on the dp4a path (one token: x held as 8-bit digits,
+    // which must not round either to a finite digit) and on the f32 path (several tokens),
+    // for every GEMV dtype.
     let c = cuda();
     let mut rng = Rng(0x7a7);
     let (rows, cols) = (64usize, 512usize);
     for &dtype in nvrtc::MATMUL_DTYPES {
         let w = random_weight(&c, &mut rng, "w", dtype, rows, cols);
-        for t in [1usize, 3] {
+        for (t, bad) in [
+            (1usize, f32::NAN),
+            (3, f32::NAN),
+            (1, f32::INFINITY),
+            (3, f32::NEG_INFINITY),
+        ] {
             let mut xs = rng.vec(t * cols);
-            xs[t * cols - 7] = f32::NAN;
+            xs[t * cols - 7] = bad;
             let x = buf(&c, &xs);
             // A finite sentinel (not NaN), so NaN outputs come from the kernel.
             let o = buf(&c, &vec![7.0; t * rows]);
@@ -688,9 +694,17 @@ fn gemv_propagates_nan() {
                 before.iter().all(|v| v.is_finite() && *v != 7.0),
                 "{dtype} t={t}: tokens without NaN"
             );
+            // An infinite x gives inf or NaN (f32 products), NaN (dp4a): never a finite value.
+            let ok = |v: &f32| {
+                if bad.is_nan() {
+                    v.is_nan()
+                } else {
+                    !v.is_finite()
+                }
+            };
             assert!(
-                last.iter().all(|v| v.is_nan()),
-                "{dtype} t={t}: the NaN token has {} finite outputs",
+                last.iter().all(ok),
+                "{dtype} t={t}: the token with x = {bad} has {} finite outputs",
                 last.iter().filter(|v| v.is_finite()).count()
             );
         }
