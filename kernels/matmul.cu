@@ -232,8 +232,12 @@ typedef Dot<FMT> D;
 typedef IDot<FMT> ID;
 // Units (32 elements) per block of the format: 1, or 8 for the 256-element K-quants.
 #define UPB (Fmt::BLOCK_ELEMS / 32)
-// Floats of x per unit in shared memory: 32 and 4 of padding.
+// Floats of x per unit in shared memory: 32 and 4 of padding (f32 path), or 20 as digits
+// (dp4a path: 64 bytes of digits, 3 floats, 1 of padding; lanes reading consecutive units
+// 80 bytes apart hit distinct banks in each 128-byte phase). The host sizes shared memory
+// by the same rule (gemv_shape in matmul.rs); the kernel checks it.
 #define XU 36
+#define XD 20
 
 __device__ __forceinline__ u32 smem_addr(const void* p) {
     u64 s;
@@ -311,7 +315,7 @@ __device__ __forceinline__ float4 norm_w4(const u8* __restrict__ nrm, int dt, in
 
 // x (one token) into shared memory for the dp4a path, per unit of 32 elements: 32 bytes of
 // high digits, 32 of low digits, then the digits' scale d and the sums of x over each half
-// of the unit (f32), at the same XU-float stride as the f32 path. Element k is
+// of the unit (f32), XD floats per unit. Element k is
 // d * hi[k] + d / 254 * lo[k]: hi = round(x / d) with d = max|x| / 127, lo the remainder
 // in steps of d / 254, so x is kept to about 1 part in 64,000 of the unit's largest
 // element (an f16 keeps 1 in 2,048 of each), and every product with the weight's
@@ -375,14 +379,14 @@ __device__ __forceinline__ float stage_x_digits(const float* __restrict__ x, flo
             const u32 hw = __byte_perm(__byte_perm(hb[0], hb[1], 0x0040), __byte_perm(hb[2], hb[3], 0x0040), 0x5410);
             const u32 lw = __byte_perm(__byte_perm(lb[0], lb[1], 0x0040), __byte_perm(lb[2], lb[3], 0x0040), 0x5410);
             const int unit = i / 8, k = i % 8;
-            u32* dst = (u32*)(xs + unit * XU);
+            u32* dst = (u32*)(xs + unit * XD);
             dst[k] = hw;
             dst[8 + k] = lw;
             if (k == 0) {
-                xs[unit * XU + 16] = d;
-                xs[unit * XU + 17] = sum;
+                xs[unit * XD + 16] = d;
+                xs[unit * XD + 17] = sum;
             } else if (k == 4) {
-                xs[unit * XU + 18] = sum;
+                xs[unit * XD + 18] = sum;
             }
         }
     }
@@ -421,8 +425,8 @@ __device__ __forceinline__ float stage_x_f32(const float* __restrict__ x, float*
 }
 
 // Shared memory: per warp NSLOT slots of NR rows of slot_row bytes, then (XS) x: T rows of
-// XU floats per unit, then 16 bytes the decoders may over-read, then 32 floats for the norm's
-// sum (FUSE_NORM).
+// XU floats per unit (XD as digits), then 16 bytes the decoders may over-read, then 32 floats
+// for the norm's sum (FUSE_NORM).
 template <int TT, bool XS>
 __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     // One token with x in shared memory, in a format with integer units: dp4a products.
@@ -434,9 +438,13 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     extern __shared__ __align__(16) u8 smem[];
     const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
     const int nunits = cols / 32;
-    const int xstride = (cols / 32) * XU;
+    const int xstride = (cols / 32) * (IQ ? XD : XU);
     float* xs = (float*)(smem + nw * NSLOT * NR * slot_row);
     u8* slots = smem + warp * NSLOT * NR * slot_row;
+    // The host sizes shared memory by the same layout (gemv_shape): a launch given less stops.
+    u32 given;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(given));
+    if ((u32)(nw * NSLOT * NR * slot_row) + (XS ? 4u * (u32)(T * xstride + 36) : 16u) > given) __trap();
 
     Stream s;
     s.first = blockIdx.x * nw + warp;
@@ -495,9 +503,9 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
                 float a[NR][2], b[NR][1];
 #pragma unroll
                 for (int r = 0; r < NR; r++) ID::unit_i(sp[r], u - u0, w[r], a[r], b[r]);
-                const uint4* xq = (const uint4*)(xs + u * XU);
+                const uint4* xq = (const uint4*)(xs + u * XD);
                 const uint4 h0 = xq[0], h1 = xq[1], l0 = xq[2], l1 = xq[3];
-                const float4 m = *(const float4*)(xs + u * XU + 16);
+                const float4 m = *(const float4*)(xs + u * XD + 16);
                 const u32 hi[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
                 const u32 lo[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
                 // m: the digits' scale, then the sums of x over each half of the unit.

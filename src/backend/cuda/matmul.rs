@@ -509,11 +509,17 @@ impl Cuda {
             return (warps, false, 0);
         }
         // GGUF blocks: chunk slots per warp, then x in shared memory when it fits (XU = 36
-        // floats per 32 columns), else matmul_gemv_xg; 16 bytes of slack for the decoders'
-        // word loads past a block's end, and 128 for the fused norm's sum.
+        // floats per 32 columns, XD = 20 as one token's digits), else matmul_gemv_xg; 16
+        // bytes of slack for the decoders' word loads past a block's end, and 128 for the
+        // fused norm's sum. The kernel checks this layout against what it is given.
         let slot_row = nvrtc::gemv_slot_row(c.dtype);
         let slots = nvrtc::gemv_slots();
-        let smem_x = t * (c.cols / 32) * 36 * 4 + 128;
+        let per_unit = if t == 1 && nvrtc::gemv_digits(c.dtype) {
+            20
+        } else {
+            36
+        };
+        let smem_x = t * (c.cols / 32) * per_unit * 4 + 128;
         let optin = self.info.smem_optin as usize;
         // Fewer warps per block before giving up on x in shared memory (matmul_gemv_xg
         // reads x through L1 in strided pieces, several times slower).

@@ -98,6 +98,17 @@ pub fn gemv_idot() -> bool {
     *ON.get_or_init(|| std::env::var("LAMINA_CUDA_GEMV_IDOT").map_or(true, |v| v != "0"))
 }
 
+/// Whether the one-token GEMV of `dtype` holds x as 8-bit digits (XD = 20 floats per unit in
+/// shared memory, against XU = 36 for f32): the formats with integer units (IDot in
+/// quant.cuh, OK = 1), unless gemv_idot is off.
+pub fn gemv_digits(dtype: DType) -> bool {
+    gemv_idot()
+        && matches!(
+            dtype,
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q4_K | DType::Q5_K | DType::Q6_K
+        )
+}
+
 /// Chunk slots per warp of the GGUF GEMV (NSLOT in matmul.cu): chunks in flight while one
 /// is computed, plus one. LAMINA_CUDA_GEMV_SLOTS=2..8 overrides, for tuning (read once).
 pub fn gemv_slots() -> usize {
