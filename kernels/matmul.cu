@@ -266,6 +266,19 @@ struct Stream {
     int first, step, nch, nunits;
 };
 
+// A place in the stream, stepped forward by `advance` (no division per chunk).
+struct Cursor {
+    int k, pair, c;
+};
+
+__device__ __forceinline__ void advance(const Stream& s, Cursor& p) {
+    p.k++;
+    if (++p.c == s.nch) {
+        p.c = 0;
+        p.pair += s.step;
+    }
+}
+
 // The bytes of chunk c of a row: whole blocks [u0 / UPB, ceil(u1 / UPB)) of units [u0, u1).
 __device__ __forceinline__ void chunk_bytes(const Stream& s, int c, i64* b0, i64* b1) {
     const int u0 = c * CU;
@@ -274,19 +287,18 @@ __device__ __forceinline__ void chunk_bytes(const Stream& s, int c, i64* b0, i64
     *b1 = (i64)((u1 + UPB - 1) / UPB) * Fmt::BLOCK_BYTES;
 }
 
-// Starts the copy of chunk k of the stream into `slot` (NR rows of slot_row bytes each): the
+// Starts the copy of the stream's chunk at p into `slot` (NR rows of slot_row bytes each): the
 // 16-byte aligned span around its bytes (weights carry 16 bytes of padding after their end,
 // so the span stays inside the allocation). Commits a group even when there is nothing to
-// copy, so that "all but the newest group" always means "chunk k".
-__device__ __forceinline__ void issue(const Stream& s, int k, int kend, u8* slot, int slot_row, int lane,
+// copy, so that "all but the newest group" always means "chunk p.k".
+__device__ __forceinline__ void issue(const Stream& s, const Cursor& p, int kend, u8* slot, int slot_row, int lane,
                                       GEMV_PARAMS) {
-    if (k < kend) {
-        const int pair = s.first + (k / s.nch) * s.step;
+    if (p.k < kend) {
         i64 b0, b1;
-        chunk_bytes(s, k % s.nch, &b0, &b1);
+        chunk_bytes(s, p.c, &b0, &b1);
 #pragma unroll
         for (int r = 0; r < NR; r++) {
-            const int row = pair * NR + r;
+            const int row = p.pair * NR + r;
             if (row < rows) {
                 const u8* w = row_at(row, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes).w;
                 const u64 a = (u64)(w + b0) & ~(u64)15;
@@ -457,8 +469,12 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
 
     // The first NSLOT chunks are on their way while the kernel ahead finishes (weights depend
     // on no kernel) and while x is staged.
+    Cursor next = {0, s.first, 0};
 #pragma unroll
-    for (int k = 0; k < NSLOT; k++) issue(s, k, kend, slots + k * NR * slot_row, slot_row, lane, GEMV_ARGS);
+    for (int k = 0; k < NSLOT; k++) {
+        issue(s, next, kend, slots + k * NR * slot_row, slot_row, lane, GEMV_ARGS);
+        advance(s, next);
+    }
     pdl_begin();
     // 1 / rms(x) under FUSE_NORM (one token, x in shared memory: the host sees to it).
     float scale = 1.0f;
@@ -475,8 +491,8 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
 #pragma unroll
         for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
 
-    for (int k = 0; k < kend; k++) {
-        const int pair = s.first + (k / s.nch) * s.step, c = k % s.nch;
+    for (Cursor cur = {0, s.first, 0}; cur.k < kend; advance(s, cur)) {
+        const int k = cur.k, pair = cur.pair, c = cur.c;
         u8* slot = slots + (k % NSLOT) * NR * slot_row;
         cp_async_wait_slots();
         __syncwarp();
@@ -568,7 +584,8 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
         }
         __syncwarp();
         // The slot is free again: chunk k + NSLOT goes into it.
-        issue(s, k + NSLOT, kend, slot, slot_row, lane, GEMV_ARGS);
+        issue(s, next, kend, slot, slot_row, lane, GEMV_ARGS);
+        advance(s, next);
         if (c == s.nch - 1) {
             store_rows<TT>(acc, ra, ok, T, lane, e1 < 0, scale, flags);
 #pragma unroll

@@ -209,16 +209,16 @@ struct Q3_K {
     }
 };
 
-// The 6-bit scale and min of sub-block j (0..7) of Q4_K and Q5_K from their 12 bytes.
+// The 6-bit scale and min of sub-block j (0..7) of Q4_K and Q5_K from their 12 bytes (words
+// a, b, c): sub-blocks 0-3 keep them in byte j of a (scale) and b (min), 4-7 their low four
+// bits in byte j - 4 of c and their top two in the top of byte j - 4 of a and b. Selected,
+// not branched: the lanes of a warp hold different sub-blocks.
 __device__ __forceinline__ void scale_min_k4(u32 a, u32 b, u32 c, int j, float* sc, float* m) {
-    if (j < 4) {
-        *sc = (float)(byte12(a, b, c, j) & 63);
-        *m = (float)(byte12(a, b, c, j + 4) & 63);
-    } else {
-        const u32 x = byte12(a, b, c, j + 4);
-        *sc = (float)((x & 0xf) | ((byte12(a, b, c, j - 4) >> 6) << 4));
-        *m = (float)((x >> 4) | ((byte12(a, b, c, j) >> 6) << 4));
-    }
+    const int sh = 8 * (j & 3);
+    const u32 A = (a >> sh) & 0xff, B = (b >> sh) & 0xff, C = (c >> sh) & 0xff;
+    const bool first = j < 4;
+    *sc = u2f(first ? A & 63 : (C & 0xf) | ((A >> 6) << 4));
+    *m = u2f(first ? B & 63 : (C >> 4) | ((B >> 6) << 4));
 }
 
 // Super-block of 256: d, dmin (f16), scales[12], qs[128]: x = d * sc * q - dmin * m.
