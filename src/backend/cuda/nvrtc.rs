@@ -72,9 +72,10 @@ pub const VECTOR_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 /// Units (32 elements) per chunk that matmul_gemv streams through shared memory for a GGUF
 /// format (CU in matmul.cu): about 1.5 to 2.5 KB of a row, so that a warp's two rows have
 /// 64 to 160 bytes per lane in flight; Q8_0 4.3 KB (128 units: 773 against 707-742 tok/s
-/// with 64 on an 8-layer 8B-shape model, H100, scripts/gpu/tune_gguf.sh) and Q6_K 3.4 KB
-/// (128 units: the 32-layer Q4_K_M model decodes 238.7 against 232.3 tok/s with 64,
-/// scripts/gpu/gguf_decode.sh). A multiple of the warp and of the 8 units of a K-quant block.
+/// with 64 on an 8-layer 8B-shape model, H100, scripts/gpu/tune_gguf.sh). Q6_K 1.7 KB (64
+/// units): with x as 80-byte digits a 14336-column down projection then fits two blocks per
+/// SM (H100, ops_cuda gemv_speed: 26.9 against 29.8 us; its other shapes no slower). A
+/// multiple of the warp and of the 8 units of a K-quant block.
 pub fn gemv_chunk_units(dtype: DType) -> usize {
     // LAMINA_CUDA_GEMV_CU=32|64|128 overrides, for tuning runs on a GPU machine (read once:
     // this runs at every GGUF GEMV launch).
@@ -86,7 +87,7 @@ pub fn gemv_chunk_units(dtype: DType) -> usize {
             .filter(|c| [32, 64, 128].contains(c))
     });
     let per_unit = dtype.block_bytes() * 32 / dtype.block_elems().max(1);
-    let wide = per_unit <= 20 || matches!(dtype, DType::Q8_0 | DType::Q6_K);
+    let wide = per_unit <= 20 || dtype == DType::Q8_0;
     forced.unwrap_or(if wide { 128 } else { 64 })
 }
 
