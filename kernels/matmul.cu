@@ -50,9 +50,10 @@ struct RowAt {
 };
 
 // e1 < 0 marks a gate/up launch fused with swiglu (matmul_swiglu): rows alternate gate row
-// p, up row p (so a warp's row pair is one output), e0 = rows of each, out o0.
+// p, up row p (so a warp's row pair is one output), e0 = rows of each, out o0. The rows of
+// w2 are row_bytes2 long (a GGUF launch of two formats, FMT2), the others row_bytes.
 __device__ __forceinline__ RowAt row_at(int row, const u8* w0, const u8* w1, const u8* w2, float* o0, float* o1,
-                                        float* o2, int e0, int e1, int rows, i64 row_bytes) {
+                                        float* o2, int e0, int e1, int rows, i64 row_bytes, i64 row_bytes2) {
     RowAt r;
     if (e1 < 0) {
         r.w = (row % 2 ? w1 : w0) + (i64)(row / 2) * row_bytes;
@@ -67,7 +68,7 @@ __device__ __forceinline__ RowAt row_at(int row, const u8* w0, const u8* w1, con
         r.o = o1 + (row - e0);
         r.stride = e1 - e0;
     } else {
-        r.w = w2 + (i64)(row - e1) * row_bytes;
+        r.w = w2 + (i64)(row - e1) * row_bytes2;
         r.o = o2 + (row - e1);
         r.stride = rows - e1;
     }
@@ -134,7 +135,7 @@ __device__ __forceinline__ void gemv_plain(GEMV_PARAMS) {
     for (int r = 0; r < NR; r++) {
         ok[r] = r0 + r < rows;
         // A row past the end reads row r0 again and is not stored.
-        ra[r] = row_at(ok[r] ? r0 + r : r0, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes);
+        ra[r] = row_at(ok[r] ? r0 + r : r0, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes, row_bytes);
     }
     pdl_begin();
     if (r0 >= rows) return;
@@ -228,10 +229,18 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_t8(GEMV_
 
 #else  // GGUF blocks
 
-typedef Dot<FMT> D;
 typedef IDot<FMT> ID;
-// Units (32 elements) per block of the format: 1, or 8 for the 256-element K-quants.
-#define UPB (Fmt::BLOCK_ELEMS / 32)
+// A launch of two formats (-DFMT2): the rows of its third weight (w2, from row e1: a Q4_K_M
+// layer's Q6_K v beside Q4_K q and k) are FMT2, the rest FMT, in one stream. e1 is even,
+// so a warp's row pair is of one format; both stage x alike (both dp4a formats or neither).
+#ifdef FMT2
+typedef FMT2 Fmt2;
+#define MIXED true
+static_assert(IDot<FMT>::OK == IDot<FMT2>::OK, "the formats of a launch stage x alike");
+#else
+typedef FMT Fmt2;
+#define MIXED false
+#endif
 // Floats of x per unit in shared memory: 32 and 4 of padding (f32 path), or 20 as digits
 // (dp4a path: 64 bytes of digits, 3 floats, 1 of padding; lanes reading consecutive units
 // 80 bytes apart hit distinct banks in each 128-byte phase). The host sizes shared memory
@@ -279,12 +288,18 @@ __device__ __forceinline__ void advance(const Stream& s, Cursor& p) {
     }
 }
 
-// The bytes of chunk c of a row: whole blocks [u0 / UPB, ceil(u1 / UPB)) of units [u0, u1).
+// Whether row pair `pair` is of the launch's second format.
+__device__ __forceinline__ bool second_fmt(int pair, int e1) { return MIXED && e1 >= 0 && pair * NR >= e1; }
+
+// The bytes of chunk c of a row of format F: whole blocks [u0 / upb, ceil(u1 / upb)) of
+// units [u0, u1), upb units (32 elements) a block.
+template <class F>
 __device__ __forceinline__ void chunk_bytes(const Stream& s, int c, i64* b0, i64* b1) {
+    constexpr int upb = F::BLOCK_ELEMS / 32;
     const int u0 = c * CU;
     const int u1 = min(u0 + CU, s.nunits);
-    *b0 = (i64)(u0 / UPB) * Fmt::BLOCK_BYTES;
-    *b1 = (i64)((u1 + UPB - 1) / UPB) * Fmt::BLOCK_BYTES;
+    *b0 = (i64)(u0 / upb) * F::BLOCK_BYTES;
+    *b1 = (i64)((u1 + upb - 1) / upb) * F::BLOCK_BYTES;
 }
 
 // Starts the copy of the stream's chunk at p into `slot` (NR rows of slot_row bytes each): the
@@ -292,15 +307,18 @@ __device__ __forceinline__ void chunk_bytes(const Stream& s, int c, i64* b0, i64
 // so the span stays inside the allocation). Commits a group even when there is nothing to
 // copy, so that "all but the newest group" always means "chunk p.k".
 __device__ __forceinline__ void issue(const Stream& s, const Cursor& p, int kend, u8* slot, int slot_row, int lane,
-                                      GEMV_PARAMS) {
+                                      GEMV_PARAMS, i64 row_bytes2) {
     if (p.k < kend) {
         i64 b0, b1;
-        chunk_bytes(s, p.c, &b0, &b1);
+        if (second_fmt(p.pair, e1))
+            chunk_bytes<Fmt2>(s, p.c, &b0, &b1);
+        else
+            chunk_bytes<Fmt>(s, p.c, &b0, &b1);
 #pragma unroll
         for (int r = 0; r < NR; r++) {
             const int row = p.pair * NR + r;
             if (row < rows) {
-                const u8* w = row_at(row, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes).w;
+                const u8* w = row_at(row, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes, row_bytes2).w;
                 const u64 a = (u64)(w + b0) & ~(u64)15;
                 const u64 e = ((u64)(w + b1) + 15) & ~(u64)15;
                 u8* dst = slot + r * slot_row;
@@ -436,11 +454,91 @@ __device__ __forceinline__ float stage_x_f32(const float* __restrict__ x, float*
     return ss;
 }
 
+// The units [u0, u1) of a chunk of format F, the NR rows' bytes at sp[r], into acc: dp4a on
+// x's digits (IQ) or f32 products on x (XS: staged, else read from global memory).
+template <class F, int TT, bool XS, bool IQ>
+__device__ __forceinline__ void chunk_dot(float (&acc)[NR][TT], const u8* const* sp, int u0, int u1, int lane,
+                                          const float* xs, const float* __restrict__ x, int xstride, int T, int cols) {
+    typedef IDot<F> IDF;
+    typedef Dot<F> DF;
+#pragma unroll
+    for (int j = 0; j < CU / WARP; j++) {
+        const int u = u0 + WARP * j + lane;
+        if (IQ && u < u1) {
+            u32 w[NR][8];
+            float a[NR][2], b[NR][1];
+#pragma unroll
+            for (int r = 0; r < NR; r++) IDF::unit_i(sp[r], u - u0, w[r], a[r], b[r]);
+            const uint4* xq = (const uint4*)(xs + u * XD);
+            const uint4 h0 = xq[0], h1 = xq[1], l0 = xq[2], l1 = xq[3];
+            const float4 m = *(const float4*)(xs + u * XD + 16);
+            const u32 hi[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+            const u32 lo[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
+            // m: the digits' scale, then the sums of x over each half of the unit.
+            const float d = m.x, d2 = m.x * (1.0f / 254.0f);
+            const float sxh[2] = {IDF::HALVES == 2 ? m.y : m.y + m.z, m.z};
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                int sh[2] = {0, 0}, sl[2] = {0, 0};
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    const int h = i / (8 / IDF::HALVES);
+                    sh[h] = dp4a(w[r][i], hi[i], sh[h]);
+                    sl[h] = dp4a(w[r][i], lo[i], sl[h]);
+                }
+                float v = acc[r][0];
+#pragma unroll
+                for (int h = 0; h < IDF::HALVES; h++) {
+                    float dot = fmaf(d, (float)sh[h], d2 * (float)sl[h]);
+                    if (IDF::ZERO) dot = fmaf(-(float)IDF::ZERO, sxh[h], dot);
+                    v = fmaf(a[r][h], dot, v);
+                }
+                if (IDF::OFFSET) v = fmaf(b[r][0], m.y + m.z, v);
+                acc[r][0] = v;
+            }
+        } else if (!IQ && u < u1) {
+            float q[NR][32], a[NR][2], b[NR][1];
+#pragma unroll
+            for (int r = 0; r < NR; r++) DF::unit_q(sp[r], u - u0, q[r], a[r], b[r]);
+#pragma unroll
+            for (int t = 0; t < TT; t++) {
+                if (TT == 1 || t < T) {
+                    const float* xp = XS ? xs + t * xstride + u * XU : x + (i64)t * cols + (i64)u * 32;
+                    float sum[NR][2], sx = 0.0f;
+#pragma unroll
+                    for (int r = 0; r < NR; r++) sum[r][0] = sum[r][1] = 0.0f;
+#pragma unroll
+                    for (int g = 0; g < 8; g++) {
+                        const float4 xv = XS ? *(const float4*)(xp + 4 * g) : __ldg((const float4*)(xp + 4 * g));
+                        if (DF::OFFSET) sx += (xv.x + xv.y) + (xv.z + xv.w);
+                        const int h = g / (8 / DF::HALVES);
+#pragma unroll
+                        for (int r = 0; r < NR; r++) {
+                            float m = sum[r][h];
+                            m = fmaf(q[r][4 * g], xv.x, m);
+                            m = fmaf(q[r][4 * g + 1], xv.y, m);
+                            m = fmaf(q[r][4 * g + 2], xv.z, m);
+                            sum[r][h] = fmaf(q[r][4 * g + 3], xv.w, m);
+                        }
+                    }
+#pragma unroll
+                    for (int r = 0; r < NR; r++) {
+                        float v = fmaf(a[r][0], sum[r][0], acc[r][t]);
+                        if (DF::HALVES == 2) v = fmaf(a[r][1], sum[r][1], v);
+                        if (DF::OFFSET) v = fmaf(b[r][0], sx, v);
+                        acc[r][t] = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
 // Shared memory: per warp NSLOT slots of NR rows of slot_row bytes, then (XS) x: T rows of
 // XU floats per unit (XD as digits), then 16 bytes the decoders may over-read, then 32 floats
 // for the norm's sum (FUSE_NORM).
 template <int TT, bool XS>
-__device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
+__device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row, i64 row_bytes2) {
     // One token with x in shared memory, in a format with integer units: dp4a products.
 #ifdef NO_IDOT
     constexpr bool IQ = false;
@@ -472,7 +570,7 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     Cursor next = {0, s.first, 0};
 #pragma unroll
     for (int k = 0; k < NSLOT; k++) {
-        issue(s, next, kend, slots + k * NR * slot_row, slot_row, lane, GEMV_ARGS);
+        issue(s, next, kend, slots + k * NR * slot_row, slot_row, lane, GEMV_ARGS, row_bytes2);
         advance(s, next);
     }
     pdl_begin();
@@ -501,90 +599,26 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
         bool ok[NR];
         const u8* sp[NR];
         i64 b0, b1;
-        chunk_bytes(s, c, &b0, &b1);
+        if (second_fmt(pair, e1))
+            chunk_bytes<Fmt2>(s, c, &b0, &b1);
+        else
+            chunk_bytes<Fmt>(s, c, &b0, &b1);
 #pragma unroll
         for (int r = 0; r < NR; r++) {
             ok[r] = pair * NR + r < rows;
             // A row past the end decodes row 0's bytes and is not stored.
             const int rr = ok[r] ? r : 0;
-            ra[r] = row_at(pair * NR + rr, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes);
+            ra[r] = row_at(pair * NR + rr, w0, w1, w2, o0, o1, o2, e0, e1, rows, row_bytes, row_bytes2);
             sp[r] = slot + rr * slot_row + (int)((u64)(ra[r].w + b0) & 15);
         }
         const int u0 = c * CU, u1 = min(u0 + CU, nunits);
-#pragma unroll
-        for (int j = 0; j < CU / WARP; j++) {
-            const int u = u0 + WARP * j + lane;
-            if (IQ && u < u1) {
-                u32 w[NR][8];
-                float a[NR][2], b[NR][1];
-#pragma unroll
-                for (int r = 0; r < NR; r++) ID::unit_i(sp[r], u - u0, w[r], a[r], b[r]);
-                const uint4* xq = (const uint4*)(xs + u * XD);
-                const uint4 h0 = xq[0], h1 = xq[1], l0 = xq[2], l1 = xq[3];
-                const float4 m = *(const float4*)(xs + u * XD + 16);
-                const u32 hi[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
-                const u32 lo[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
-                // m: the digits' scale, then the sums of x over each half of the unit.
-                const float d = m.x, d2 = m.x * (1.0f / 254.0f);
-                const float sxh[2] = {ID::HALVES == 2 ? m.y : m.y + m.z, m.z};
-#pragma unroll
-                for (int r = 0; r < NR; r++) {
-                    int sh[2] = {0, 0}, sl[2] = {0, 0};
-#pragma unroll
-                    for (int i = 0; i < 8; i++) {
-                        const int h = i / (8 / ID::HALVES);
-                        sh[h] = dp4a(w[r][i], hi[i], sh[h]);
-                        sl[h] = dp4a(w[r][i], lo[i], sl[h]);
-                    }
-                    float v = acc[r][0];
-#pragma unroll
-                    for (int h = 0; h < ID::HALVES; h++) {
-                        float dot = fmaf(d, (float)sh[h], d2 * (float)sl[h]);
-                        if (ID::ZERO) dot = fmaf(-(float)ID::ZERO, sxh[h], dot);
-                        v = fmaf(a[r][h], dot, v);
-                    }
-                    if (ID::OFFSET) v = fmaf(b[r][0], m.y + m.z, v);
-                    acc[r][0] = v;
-                }
-            } else if (!IQ && u < u1) {
-                float q[NR][32], a[NR][2], b[NR][1];
-#pragma unroll
-                for (int r = 0; r < NR; r++) D::unit_q(sp[r], u - u0, q[r], a[r], b[r]);
-#pragma unroll
-                for (int t = 0; t < TT; t++) {
-                    if (TT == 1 || t < T) {
-                        const float* xp = XS ? xs + t * xstride + u * XU : x + (i64)t * cols + (i64)u * 32;
-                        float sum[NR][2], sx = 0.0f;
-#pragma unroll
-                        for (int r = 0; r < NR; r++) sum[r][0] = sum[r][1] = 0.0f;
-#pragma unroll
-                        for (int g = 0; g < 8; g++) {
-                            const float4 xv = XS ? *(const float4*)(xp + 4 * g) : __ldg((const float4*)(xp + 4 * g));
-                            if (D::OFFSET) sx += (xv.x + xv.y) + (xv.z + xv.w);
-                            const int h = g / (8 / D::HALVES);
-#pragma unroll
-                            for (int r = 0; r < NR; r++) {
-                                float m = sum[r][h];
-                                m = fmaf(q[r][4 * g], xv.x, m);
-                                m = fmaf(q[r][4 * g + 1], xv.y, m);
-                                m = fmaf(q[r][4 * g + 2], xv.z, m);
-                                sum[r][h] = fmaf(q[r][4 * g + 3], xv.w, m);
-                            }
-                        }
-#pragma unroll
-                        for (int r = 0; r < NR; r++) {
-                            float v = fmaf(a[r][0], sum[r][0], acc[r][t]);
-                            if (D::HALVES == 2) v = fmaf(a[r][1], sum[r][1], v);
-                            if (D::OFFSET) v = fmaf(b[r][0], sx, v);
-                            acc[r][t] = v;
-                        }
-                    }
-                }
-            }
-        }
+        if (second_fmt(pair, e1))
+            chunk_dot<Fmt2, TT, XS, IQ>(acc, sp, u0, u1, lane, xs, x, xstride, T, cols);
+        else
+            chunk_dot<Fmt, TT, XS, IQ>(acc, sp, u0, u1, lane, xs, x, xstride, T, cols);
         __syncwarp();
         // The slot is free again: chunk k + NSLOT goes into it.
-        issue(s, next, kend, slot, slot_row, lane, GEMV_ARGS);
+        issue(s, next, kend, slot, slot_row, lane, GEMV_ARGS, row_bytes2);
         advance(s, next);
         if (c == s.nch - 1) {
             store_rows<TT>(acc, ra, ok, T, lane, e1 < 0, scale, flags);
@@ -596,15 +630,15 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row) {
     }
 }
 
-extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv(GEMV_PARAMS, int slot_row) {
-    gemv_blocks<1, true>(GEMV_ARGS, slot_row);
+extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv(GEMV_PARAMS, int slot_row, i64 row_bytes2) {
+    gemv_blocks<1, true>(GEMV_ARGS, slot_row, row_bytes2);
 }
 // Up to MAX_T tokens need more registers; one block per SM is enough for these rarer launches.
-extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_t8(GEMV_PARAMS, int slot_row) {
-    gemv_blocks<MAX_T, true>(GEMV_ARGS, slot_row);
+extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_t8(GEMV_PARAMS, int slot_row, i64 row_bytes2) {
+    gemv_blocks<MAX_T, true>(GEMV_ARGS, slot_row, row_bytes2);
 }
-extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_xg(GEMV_PARAMS, int slot_row) {
-    gemv_blocks<MAX_T, false>(GEMV_ARGS, slot_row);
+extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_xg(GEMV_PARAMS, int slot_row, i64 row_bytes2) {
+    gemv_blocks<MAX_T, false>(GEMV_ARGS, slot_row, row_bytes2);
 }
 
 // out[r, :] (f16, row-major [rows, cols]) = W[row0 + r, :] for r < rows; W points at row0.

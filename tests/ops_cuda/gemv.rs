@@ -119,3 +119,46 @@ fn gemv_chunks_match_for_odd_shapes() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn mixed_format_group_matches_separate_matmuls() {
+    // A Q4_K_M-like q/k/v group (Q4_K or Q5_K q and k, a Q6_K v) takes one launch of both
+    // formats for one token (matmul_mixed), and per-format launches otherwise (several tokens;
+    // q and k rows odd, so that a row pair would span both formats). Every case must give
+    // the bits of one matmul per weight: a unit's digits meet the same lane, in the same order.
+    let c = cuda();
+    let mut rng = Rng(0x51ed);
+    for first in [DType::Q4_K, DType::Q5_K] {
+        for cols in [512usize, 9216] {
+            for (qr, kr, vr) in [(64usize, 30usize, 33usize), (63, 30, 32)] {
+                let q = random_weight(&c, &mut rng, "q", first, qr, cols);
+                let k = random_weight(&c, &mut rng, "k", first, kr, cols);
+                let v = random_weight(&c, &mut rng, "v", DType::Q6_K, vr, cols);
+                let views = [view(&q, 0, qr), view(&k, 0, kr), view(&v, 0, vr)];
+                for t in [1usize, 3] {
+                    let x = buf(&c, &rng.vec(t * cols));
+                    let outs: Vec<CudaBuf> =
+                        views.iter().map(|v| poisoned(&c, t * v.rows)).collect();
+                    let refs: Vec<&CudaBuf> = outs.iter().collect();
+                    c.matmul_group(&x, &views, &refs, t).unwrap();
+                    for (i, w) in views.iter().enumerate() {
+                        let one = poisoned(&c, t * w.rows);
+                        c.op_matmul(&x, w, &one, t, Path::Gemv).unwrap();
+                        let (a, b) = (
+                            c.read(&outs[i], t * w.rows).unwrap(),
+                            c.read(&one, t * w.rows).unwrap(),
+                        );
+                        let what = format!("{first}+Q6_K {qr}/{kr}/{vr} x {cols} t={t} weight {i}");
+                        assert!(a.iter().all(|v| v.is_finite()), "{what}: not finite");
+                        assert!(
+                            a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                            "{what}: the group differs from its own matmul (nmse {:.3e})",
+                            nmse(&a, &b)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

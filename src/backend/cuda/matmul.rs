@@ -81,6 +81,14 @@ pub(crate) struct Fuse {
     pub swiglu: bool,
 }
 
+/// Bytes of a row's chunk slot of a GGUF matmul_gemv launch (of two formats with `second`).
+fn slot_row(c: &Checked, second: Option<&Checked>) -> usize {
+    match second {
+        Some(c2) => nvrtc::gemv_slot_row_mixed(c.dtype, c2.dtype),
+        None => nvrtc::gemv_slot_row(c.dtype),
+    }
+}
+
 /// Views one matmul_gemv launch can take together.
 fn like(a: &Checked, b: &Checked) -> bool {
     a.dtype == b.dtype && a.cols == b.cols && a.row_bytes == b.row_bytes && a.scalar == b.scalar
@@ -261,7 +269,7 @@ impl Cuda {
             add,
             ..Fuse::default()
         };
-        self.gemv_chunked(x, &c, &[seg], t, fuse)
+        self.gemv_chunked(x, &c, None, &[seg], t, fuse)
     }
 
     /// Several matmuls of the same x (`Backend::matmul_group`): for up to MAX_T tokens one
@@ -338,8 +346,33 @@ impl Cuda {
         if views.len() > 3 {
             return one_by_one(self);
         }
-        // One launch per format (a Q4_K_M layer's Q6_K v beside Q4_K q and k), each over
-        // the rows of its weights: one launch in all for weights of one format.
+        // A Q4_K_M (Q5_K_M) layer's Q6_K v beside Q4_K q and k: one launch of both formats
+        // for a token whose x is staged as digits (the v rows from an even row, so that no
+        // warp's row pair spans both).
+        if let [q, k, v] = checked[..] {
+            let rows01 = q.rows + k.rows;
+            if t == 1
+                && like(&q, &k)
+                && v.cols == q.cols
+                && nvrtc::MIXED_MATMULS.contains(&(q.dtype, v.dtype))
+                && nvrtc::gemv_digits(q.dtype)
+                && rows01.is_multiple_of(GEMV_ROWS)
+                && self.gemv_shape(&q, Some(&v), rows01 + v.rows, t).1
+            {
+                let segs: Vec<Seg> = checked
+                    .iter()
+                    .zip(outs)
+                    .map(|(c, o)| Seg {
+                        base: c.base,
+                        out: o.ptr(),
+                        rows: c.rows,
+                    })
+                    .collect();
+                return self.gemv_chunked(x, &q, Some(&v), &segs, t, fuse);
+            }
+        }
+        // Otherwise one launch per format, each over the rows of its weights: one launch in
+        // all for weights of one format.
         let mut done = vec![false; checked.len()];
         for i in 0..checked.len() {
             if done[i] {
@@ -356,7 +389,7 @@ impl Cuda {
                     });
                 }
             }
-            self.gemv_chunked(x, &checked[i], &segs, t, fuse)?;
+            self.gemv_chunked(x, &checked[i], None, &segs, t, fuse)?;
         }
         Ok(())
     }
@@ -391,7 +424,7 @@ impl Cuda {
         }
         for (v, o) in views.iter().zip(outs) {
             match self.check_view(x, v, o, t)? {
-                Some(c) if self.gemv_shape(&c, v.rows, t).1 => {}
+                Some(c) if self.gemv_shape(&c, None, v.rows, t).1 => {}
                 _ => return Ok(None),
             }
         }
@@ -446,7 +479,7 @@ impl Cuda {
             swiglu: true,
             ..fuse
         };
-        self.gemv_chunked(x, &g, &segs, t, fuse)
+        self.gemv_chunked(x, &g, None, &segs, t, fuse)
     }
 
     pub(crate) fn need_len(&self, what: &str, b: &CudaBuf, n: usize) -> Result<()> {
@@ -460,11 +493,12 @@ impl Cuda {
     }
 
     /// matmul_gemv over chunks of MAX_T tokens (`c` gives dtype and columns; `segs` the
-    /// weights and outputs, at most three).
+    /// weights and outputs, at most three; `second` the format of the third, when it differs).
     fn gemv_chunked(
         &self,
         x: &CudaBuf,
         c: &Checked,
+        second: Option<&Checked>,
         segs: &[Seg],
         t: usize,
         fuse: Fuse,
@@ -480,7 +514,7 @@ impl Cuda {
                     ..*s
                 })
                 .collect();
-            self.gemv(xp, c, &moved, n, fuse)?;
+            self.gemv(xp, c, second, &moved, n, fuse)?;
             t0 += n;
         }
         Ok(())
@@ -489,7 +523,13 @@ impl Cuda {
     /// Warps per block of a matmul_gemv launch over `rows` rows of `c`'s format, whether a
     /// GGUF launch holds x in shared memory (else matmul_gemv_xg), and its dynamic shared
     /// memory in bytes.
-    fn gemv_shape(&self, c: &Checked, rows: usize, t: usize) -> (usize, bool, usize) {
+    fn gemv_shape(
+        &self,
+        c: &Checked,
+        second: Option<&Checked>,
+        rows: usize,
+        t: usize,
+    ) -> (usize, bool, usize) {
         let pairs = rows.div_ceil(GEMV_ROWS);
         // Eight warps per block, fewer when that would leave SMs idle (the k and v
         // projections of GQA models have only a few hundred rows): plain types want two
@@ -512,7 +552,7 @@ impl Cuda {
         // floats per 32 columns, XD = 20 as one token's digits), else matmul_gemv_xg; 16
         // bytes of slack for the decoders' word loads past a block's end, and 128 for the
         // fused norm's sum. The kernel checks this layout against what it is given.
-        let slot_row = nvrtc::gemv_slot_row(c.dtype);
+        let slot_row = slot_row(c, second);
         let slots = nvrtc::gemv_slots();
         let per_unit = if t == 1 && nvrtc::gemv_digits(c.dtype) {
             20
@@ -534,8 +574,17 @@ impl Cuda {
         }
     }
 
-    /// One matmul_gemv launch for t <= MAX_T tokens over up to three weights, with `fuse`.
-    fn gemv(&self, xp: u64, c: &Checked, segs: &[Seg], t: usize, fuse: Fuse) -> Result<()> {
+    /// One matmul_gemv launch for t <= MAX_T tokens over up to three weights, with `fuse`;
+    /// with `second`, the third weight is of that format (Variant::matmul_mixed).
+    fn gemv(
+        &self,
+        xp: u64,
+        c: &Checked,
+        second: Option<&Checked>,
+        segs: &[Seg],
+        t: usize,
+        fuse: Fuse,
+    ) -> Result<()> {
         let (first, last) = (segs[0], segs[segs.len() - 1]);
         let seg = |i: usize| segs.get(i).copied().unwrap_or(last);
         let (s0, s1, s2) = (first, seg(1), seg(2));
@@ -553,8 +602,12 @@ impl Cuda {
         let (nrm, nrm_dt, eps) = fuse.norm.unwrap_or((0, 0, 0.0));
         let flags = i32::from(fuse.add) | (i32::from(fuse.norm.is_some()) << 1);
         let rb = c.row_bytes as i64;
-        let v = Variant::matmul(c.dtype, c.scalar)?;
-        let (warps, xs, smem) = self.gemv_shape(c, rows, t);
+        let v = match second {
+            Some(c2) => Variant::matmul_mixed(c.dtype, c2.dtype)?,
+            None => Variant::matmul(c.dtype, c.scalar)?,
+        };
+        let rb2 = second.map_or(rb, |c2| c2.row_bytes as i64);
+        let (warps, xs, smem) = self.gemv_shape(c, second, rows, t);
         if fuse.norm.is_some() && (!xs || t != 1) {
             return Err(
                 self.err("matmul_gemv: a fused norm needs one token and x in shared memory")
@@ -603,8 +656,9 @@ impl Cuda {
         let per_sm = self.blocks_per_sm(&v, entry, threads, smem as u32)?;
         let fit = self.info.multiprocessors as usize * per_sm as usize;
         let blocks = blocks.min(fit as u32).max(1);
-        let sr = nvrtc::gemv_slot_row(c.dtype) as i32;
+        let sr = slot_row(c, second) as i32;
         args.push(arg(&sr));
+        args.push(arg(&rb2));
         self.launch(
             &v,
             entry,

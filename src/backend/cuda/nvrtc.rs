@@ -140,10 +140,31 @@ pub fn gemv_warps() -> usize {
 /// misalignment of their 16-byte aligned span, rounded to 16 (the kernel gets it as an
 /// argument).
 pub fn gemv_slot_row(dtype: DType) -> usize {
+    slot_row_at(dtype, gemv_chunk_units(dtype))
+}
+
+fn slot_row_at(dtype: DType, units: usize) -> usize {
     let units_per_block = (dtype.block_elems() / 32).max(1);
-    let bytes = gemv_chunk_units(dtype) / units_per_block * dtype.block_bytes();
+    let bytes = units / units_per_block * dtype.block_bytes();
     (bytes + 30).next_multiple_of(16)
 }
+
+/// Units per chunk of a launch of two GGUF formats (Variant::matmul_mixed): the smaller of
+/// theirs, so that neither format's chunks outgrow what it was tuned for.
+pub fn gemv_mixed_units(first: DType, second: DType) -> usize {
+    gemv_chunk_units(first).min(gemv_chunk_units(second))
+}
+
+/// gemv_slot_row for a launch of two formats: room for a chunk of either.
+pub fn gemv_slot_row_mixed(first: DType, second: DType) -> usize {
+    let units = gemv_mixed_units(first, second);
+    slot_row_at(first, units).max(slot_row_at(second, units))
+}
+
+/// The pairs of formats with a launch of their own (matmul_mixed): the K-quant mixtures'
+/// attention v beside q and k (Q4_K_M, Q5_K_M: a Q6_K v in some layers).
+pub const MIXED_MATMULS: &[(DType, DType)] =
+    &[(DType::Q4_K, DType::Q6_K), (DType::Q5_K, DType::Q6_K)];
 
 /// One compilation of a kernel file.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -221,6 +242,25 @@ impl Variant {
 
     /// matmul_i8.cu (W8A8) for the dtype of the per-row scales; `vec16` when weight rows
     /// are whole 16-byte vectors.
+    /// matmul.cu for one launch over weights of two GGUF formats (-DFMT2: the rows of the
+    /// launch's third weight are `second`): a pair of MIXED_MATMULS.
+    pub fn matmul_mixed(first: DType, second: DType) -> Result<Variant> {
+        if !MIXED_MATMULS.contains(&(first, second)) {
+            return Err(Error::backend(
+                "cuda",
+                format!("no matmul kernel for {first} beside {second} in one launch"),
+            ));
+        }
+        let mut v = Variant::matmul(first, false)?;
+        for d in &mut v.defines {
+            if d.starts_with("CU=") {
+                *d = format!("CU={}", gemv_mixed_units(first, second));
+            }
+        }
+        v.defines.push(format!("FMT2={second}"));
+        Ok(v)
+    }
+
     pub fn matmul_i8(scale_dtype: DType, vec16: bool) -> Result<Variant> {
         check_dtype(scale_dtype, VECTOR_DTYPES, "int8 weight scale")?;
         let mut defines = vec![format!("SFMT={scale_dtype}")];
@@ -309,6 +349,9 @@ pub fn all_variants() -> Vec<Variant> {
         v.push(Variant::add_bias(d).expect("listed dtype"));
         v.push(Variant::matmul_i8(d, false).expect("listed dtype"));
         v.push(Variant::matmul_i8(d, true).expect("listed dtype"));
+    }
+    for &(a, b) in MIXED_MATMULS {
+        v.push(Variant::matmul_mixed(a, b).expect("listed pair"));
     }
     v.push(Variant::plain("add.cu", &["add"]));
     v.push(Variant::plain("argmax.cu", &["argmax"]));
