@@ -240,8 +240,6 @@ impl Variant {
         })
     }
 
-    /// matmul_i8.cu (W8A8) for the dtype of the per-row scales; `vec16` when weight rows
-    /// are whole 16-byte vectors.
     /// matmul.cu for one launch over weights of two GGUF formats (-DFMT2: the rows of the
     /// launch's third weight are `second`): a pair of MIXED_MATMULS.
     pub fn matmul_mixed(first: DType, second: DType) -> Result<Variant> {
@@ -261,6 +259,8 @@ impl Variant {
         Ok(v)
     }
 
+    /// matmul_i8.cu (W8A8) for the dtype of the per-row scales; `vec16` when weight rows
+    /// are whole 16-byte vectors.
     pub fn matmul_i8(scale_dtype: DType, vec16: bool) -> Result<Variant> {
         check_dtype(scale_dtype, VECTOR_DTYPES, "int8 weight scale")?;
         let mut defines = vec![format!("SFMT={scale_dtype}")];
