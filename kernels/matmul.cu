@@ -1,7 +1,8 @@
 // matmul: out[t, rows] = x[t, cols] . W[rows, cols]^T, W in its file format (quant.cuh).
 // Compiled once per weight format: -DFMT=<DType>, plus -DPLAIN for F32/F16/BF16 (-DSCALAR
 // for plain rows that are not 16-byte vectors) and -DCU=<units per chunk> for GGUF blocks
-// (-DNO_IDOT: f32 products only, for comparisons).
+// (-DNO_IDOT: f32 products only, for comparisons; -DFMT2=<DType>: the third weight of a
+// launch in a second format, Variant::matmul_mixed).
 //
 // matmul_gemv (one token) and matmul_gemv_t8 (up to MAX_T tokens, T at run time): the decode
 // product, built to keep the memory system busy: one pass over the weight rows, each loaded
@@ -17,14 +18,14 @@
 //   128-byte strides and its block in misaligned pieces, both slow in L1. Instead each warp
 //   streams its rows in chunks of CU units through shared memory with cp.async (16-byte,
 //   coalesced, NSLOT chunks in flight: the next ones while the current is computed), lanes decode
-//   units from there, and x sits in shared memory padded by 4 floats per unit so that lanes
+//   units from there, and x sits in shared memory at a stride per unit (XU, XD) at which lanes
 //   reading consecutive units hit distinct banks. The grid is persistent (as many blocks as
 //   fit), warps take row pairs in turn, and a warp's chunk stream runs across its pairs, so
 //   the pipeline never drains between rows. matmul_gemv_xg reads x from global memory
 //   instead, for x too large for shared memory (the host decides). One token of a format
 //   with integer units (IDot: Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) multiplies with dp4a:
-//   each block first writes x as two 8-bit digits per element (stage_x_digits), and a unit
-//   costs 16 dp4a per row instead of 32 decodes and 32 FMAs.
+//   each block first writes x as two 8-bit digits per element (stage_x_digits, 80 bytes a
+//   unit), and a unit costs 16 dp4a per row instead of 32 decodes and 32 FMAs.
 // matmul_dequant: a band of rows of a GGUF weight as f16, the per-call scratch that feeds
 // cuBLASLt for prefill (never stored). matmul_cast: activations to f16/bf16 for cuBLASLt.
 #include "quant.cuh"
