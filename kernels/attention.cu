@@ -149,285 +149,73 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u16* __r
     }
 }
 
-// Merges the nsplit slices of each (row, query head): out = sum_s o_s e^(m_s - M) /
-// sum_s l_s e^(m_s - M). Grid: x = row, y = query head.
-// Merges the nsplit (<= 64) slices (o, m, l) of nq (<= NQ_COMBINE) queries into their d
-// outputs, with all of the block's threads. Query n is (row, head) index
-// base + (n / group) * heads + kvh * group + n % group of `part` and `out`. Warp n % warps
-// takes query n's m and l (a lane per slice) into w[n] (the slices' weights, then 1 / l), so
-// each output is then one pass of independent loads. Loads bypass L1 (__ldcg): in
-// attention_decode other blocks wrote the slices during this launch.
-#define NQ_COMBINE 8
-__device__ __forceinline__ void combine_slices(const float* part, float* out, int nq, i64 base, int group, int heads,
-                                               int kvh, int d, int nsplit, int ns, float (*w)[65]) {
-    const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, nw = blockDim.x / WARP;
-    for (int n = warp; n < nq; n += nw) {
-        const float* pp = part + (base + (n / group) * heads + kvh * group + n % group) * nsplit * (d + 2);
+// Merges the nsplit (<= 64) slices (o, m, l) of each (row, query head): out = sum_s o_s
+// e^(m_s - M) / sum_s l_s e^(m_s - M). Grid: x = row, y = query head. Warp 0 takes the
+// slices' m and l (a lane per slice) into w (their weights, then 1 / l), so each output is
+// one pass of independent loads.
+extern "C" __global__ void attention_combine(const float* __restrict__ part, float* __restrict__ out, int heads,
+                                             int d, int nsplit) {
+    pdl_begin();
+    __shared__ float w[65];
+    const int lane = threadIdx.x % WARP;
+    const i64 rh = (i64)blockIdx.x * heads + blockIdx.y;
+    const float* pp = part + rh * nsplit * (d + 2);
+    if (threadIdx.x < WARP) {
         float m[2], l = 0.0f;
 #pragma unroll
         for (int i = 0; i < 2; i++) {
             const int s = lane + WARP * i;
-            m[i] = s < ns ? __ldcg(pp + s * (d + 2) + d) : -INFINITY;
+            m[i] = s < nsplit ? pp[s * (d + 2) + d] : -INFINITY;
         }
         const float mx = warp_max(fmaxf(m[0], m[1]));
 #pragma unroll
         for (int i = 0; i < 2; i++) {
             const int s = lane + WARP * i;
             const float e = m[i] == -INFINITY ? 0.0f : expf(m[i] - mx);
-            if (m[i] != -INFINITY) l += __ldcg(pp + s * (d + 2) + d + 1) * e;
-            if (s < ns) w[n][s] = e;
+            if (m[i] != -INFINITY) l += pp[s * (d + 2) + d + 1] * e;
+            if (s < nsplit) w[s] = e;
         }
         l = warp_sum(l);
         // A NaN l (a position past the cache) or no keys at all make the row NaN.
-        if (lane == 0) w[n][64] = l > 0.0f ? 1.0f / l : NAN_F32;
+        if (lane == 0) w[64] = l > 0.0f ? 1.0f / l : NAN_F32;
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < nq * d; i += blockDim.x) {
-        const int n = i / d, c = i % d;
-        const i64 rh = base + (n / group) * heads + kvh * group + n % group;
-        const float* pp = part + rh * nsplit * (d + 2);
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
         float acc = 0.0f;
 #pragma unroll 8
-        for (int s = 0; s < ns; s++) {
-            const float ws = w[n][s], o = __ldcg(pp + s * (d + 2) + c);
+        for (int s = 0; s < nsplit; s++) {
+            const float ws = w[s], o = pp[s * (d + 2) + c];
             acc = ws != 0.0f ? fmaf(o, ws, acc) : acc;
         }
-        out[rh * d + c] = acc * w[n][64];
+        out[rh * d + c] = acc * w[64];
     }
-}
-
-extern "C" __global__ void attention_combine(const float* __restrict__ part, float* __restrict__ out, int heads,
-                                             int d, int nsplit) {
-    pdl_begin();
-    __shared__ float w[1][65];
-    combine_slices(part, out, 1, (i64)blockIdx.x * heads + blockIdx.y, 1, heads, 0, d, nsplit, nsplit, w);
 }
 
 #ifdef HEAD_DIM
-// attention_decode: split attention of a few query rows (decode) for one head size. Block
-// (split, kv head), 4 warps; the block's queries are the t rows x `group` query heads of its kv
-// head (t * group <= NQ_MAX, checked by the host). A lane holds 4 consecutive dimensions of
-// every query, key and value (lanes past HEAD_DIM / 4 hold zeros), so a key row is one
-// coalesced 8-byte load per lane; a warp takes 8 keys at a time (16 loads in flight per lane),
-// sums q . k over the warp (a reduce-scatter: 9 shuffles for 8 keys, one exp per lane), and
-// keeps an online softmax per query. The block's warps take
-// interleaved groups of 8 keys of its slice and merge their (m, l, o) through shared memory;
-// the slice's result goes to `part`, in the layout of `attention`, and the last block of a
-// kv head to finish merges the slices into `out` (a counter per kv head in `done`).
-// Short contexts take fewer slices than the grid has (ns, at least min_keys keys each; the
-// other blocks return at once): one slice needs no merge and writes `out` itself, which
-// saves the partial results' round trip, the counter and the merge (at 128 keys the split
-// launch cost three times what one block's keys do).
-#define NQ_MAX 8
-#define DEC_WARPS 4
-#define KG 8
-
-__device__ __forceinline__ void f16x4(uint2 v, float* f) {
-    f[0] = f16_to_f32((u16)(v.x & 0xffff));
-    f[1] = f16_to_f32((u16)(v.x >> 16));
-    f[2] = f16_to_f32((u16)(v.y & 0xffff));
-    f[3] = f16_to_f32((u16)(v.y >> 16));
-}
-
-extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2)
-    attention_decode(const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc,
-                     const u32* __restrict__ pos, float* __restrict__ part, int t, int heads, int kv_heads,
-                     int max_ctx, int nsplit, float scale, float* __restrict__ out, u32* __restrict__ done,
-                     int min_keys) {
-    pdl_begin();
-    __shared__ float ms[DEC_WARPS][NQ_MAX], ls[DEC_WARPS][NQ_MAX];
-    __shared__ __align__(16) float os[DEC_WARPS][NQ_MAX][HEAD_DIM];
-    const int split = blockIdx.x, kvh = blockIdx.y;
-    const int group = heads / kv_heads, nq = t * group;
-    const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    const bool dl = lane < HEAD_DIM / 4;
-
-    u32 mx = 0;
-    for (int r = 0; r < t; r++) mx = max(mx, pos[r] + 1);
-    const int kmax = (int)min(mx, (u32)max_ctx);
-    const int ns = max(1, min(nsplit, (kmax + min_keys - 1) / min_keys));
-    if (split >= ns) return;
-    const int chunk = (kmax + ns - 1) / ns;
-    const int k0 = split * chunk, k1 = min(kmax, k0 + chunk);
-
-    // Query n is row n / group, head kvh * group + n % group; it sees keys 0..=qpos[n].
-    float qv[NQ_MAX][4], m[NQ_MAX], l[NQ_MAX], o[NQ_MAX][4];
-    int qpos[NQ_MAX];
-#pragma unroll
-    for (int n = 0; n < NQ_MAX; n++) {
-        const int r = n / group;
-        const bool live = n < nq;
-        qpos[n] = live ? (int)min(pos[r], (u32)max_ctx - 1) : -1;
-        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (live && dl) v = *(const float4*)(q + ((i64)r * heads + kvh * group + n % group) * HEAD_DIM + 4 * lane);
-        qv[n][0] = v.x;
-        qv[n][1] = v.y;
-        qv[n][2] = v.z;
-        qv[n][3] = v.w;
-        m[n] = -INFINITY;
-        l[n] = 0.0f;
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-    }
-
-    const u16* kb_ptr = kc + (i64)kvh * max_ctx * HEAD_DIM + 4 * lane;
-    const u16* vb_ptr = vc + (i64)kvh * max_ctx * HEAD_DIM + 4 * lane;
-    // The warp's next group of keys is loaded while this one is computed: a short slice is a
-    // few groups, each of which would otherwise wait a full memory round trip.
-    uint2 kn[KG], vn[KG];
-    auto load = [&](int kb) {
-#pragma unroll
-        for (int j = 0; j < KG; j++) {
-            const bool in = kb + j < k1 && dl;
-            kn[j] = in ? *(const uint2*)(kb_ptr + (i64)(kb + j) * HEAD_DIM) : make_uint2(0, 0);
-            vn[j] = in ? *(const uint2*)(vb_ptr + (i64)(kb + j) * HEAD_DIM) : make_uint2(0, 0);
-        }
-    };
-    load(k0 + KG * warp);
-    for (int kb = k0 + KG * warp; kb < k1; kb += KG * DEC_WARPS) {
-        uint2 kr[KG], vr[KG];
-#pragma unroll
-        for (int j = 0; j < KG; j++) {
-            kr[j] = kn[j];
-            vr[j] = vn[j];
-        }
-        load(kb + KG * DEC_WARPS);
-        float kf[KG][4];
-#pragma unroll
-        for (int j = 0; j < KG; j++) f16x4(kr[j], kf[j]);
-        // Lane bits 4, 3, 2 name the key whose score a lane ends up holding (jl).
-        const bool b4 = lane & 16, b3 = lane & 8, b2 = lane & 4;
-        const int jl = (b4 ? 4 : 0) + (b3 ? 2 : 0) + (b2 ? 1 : 0);
-#pragma unroll
-        for (int n = 0; n < NQ_MAX; n++) {
-            if (n >= nq) break;
-            float p[KG];
-#pragma unroll
-            for (int j = 0; j < KG; j++) {
-                float a = qv[n][0] * kf[j][0];
-                a = fmaf(qv[n][1], kf[j][1], a);
-                a = fmaf(qv[n][2], kf[j][2], a);
-                p[j] = fmaf(qv[n][3], kf[j][3], a);
-            }
-            // Reduce-scatter over the warp: each exchange halves the keys a lane keeps and
-            // sums the other half into its partner, so the 8 sums take 4 + 2 + 1 + 2
-            // shuffles; afterwards lane l holds the full dot product of key jl(l).
-            float h4[4], h2[2];
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const float send = b4 ? p[i] : p[i + 4];
-                h4[i] = (b4 ? p[i + 4] : p[i]) + __shfl_xor_sync(FULL_MASK, send, 16);
-            }
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                const float send = b3 ? h4[i] : h4[i + 2];
-                h2[i] = (b3 ? h4[i + 2] : h4[i]) + __shfl_xor_sync(FULL_MASK, send, 8);
-            }
-            float dot = (b2 ? h2[1] : h2[0]) + __shfl_xor_sync(FULL_MASK, b2 ? h2[0] : h2[1], 4);
-            dot += __shfl_xor_sync(FULL_MASK, dot, 2);
-            dot += __shfl_xor_sync(FULL_MASK, dot, 1);
-            const int key = kb + jl;
-            const float sc = key < k1 && key <= qpos[n] ? dot * scale : -INFINITY;
-            // Max and sum over the 8 keys: over lane bits 4, 3, 2 (uniform over the warp).
-            float smax = fmaxf(sc, __shfl_xor_sync(FULL_MASK, sc, 16));
-            smax = fmaxf(smax, __shfl_xor_sync(FULL_MASK, smax, 8));
-            smax = fmaxf(smax, __shfl_xor_sync(FULL_MASK, smax, 4));
-            const float mn = fmaxf(m[n], smax);
-            if (mn == -INFINITY) continue;  // nothing visible yet
-            const float corr = expf(m[n] - mn);
-            const float pl = sc == -INFINITY ? 0.0f : expf(sc - mn);
-            float psum = pl + __shfl_xor_sync(FULL_MASK, pl, 16);
-            psum += __shfl_xor_sync(FULL_MASK, psum, 8);
-            psum += __shfl_xor_sync(FULL_MASK, psum, 4);
-            o[n][0] *= corr;
-            o[n][1] *= corr;
-            o[n][2] *= corr;
-            o[n][3] *= corr;
-#pragma unroll
-            for (int j = 0; j < KG; j++) {
-                // Key j's probability from a lane that holds it.
-                const float pj = __shfl_sync(FULL_MASK, pl, ((j >> 2) & 1) << 4 | ((j >> 1) & 1) << 3 | (j & 1) << 2);
-                float vf[4];
-                f16x4(vr[j], vf);
-                o[n][0] = fmaf(pj, vf[0], o[n][0]);
-                o[n][1] = fmaf(pj, vf[1], o[n][1]);
-                o[n][2] = fmaf(pj, vf[2], o[n][2]);
-                o[n][3] = fmaf(pj, vf[3], o[n][3]);
-            }
-            l[n] = l[n] * corr + psum;
-            m[n] = mn;
-        }
-    }
-
-    // Merge the warps' states, then the slice's (o, m, l) per query into `part`.
-#pragma unroll
-    for (int n = 0; n < NQ_MAX; n++) {
-        if (n < nq) {
-            if (dl) *(float4*)&os[warp][n][4 * lane] = make_float4(o[n][0], o[n][1], o[n][2], o[n][3]);
-            if (lane == 0) {
-                ms[warp][n] = m[n];
-                ls[warp][n] = l[n];
-            }
-        }
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < nq * HEAD_DIM; i += blockDim.x) {
-        const int n = i / HEAD_DIM, c = i % HEAD_DIM, r = n / group;
-        float M = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < DEC_WARPS; w++) M = fmaxf(M, ms[w][n]);
-        float L = 0.0f, O = 0.0f;
-        if (M != -INFINITY) {
-#pragma unroll
-            for (int w = 0; w < DEC_WARPS; w++) {
-                if (ms[w][n] != -INFINITY) {
-                    const float e = expf(ms[w][n] - M);
-                    L += ls[w][n] * e;
-                    O += os[w][n][c] * e;
-                }
-            }
-        }
-        // A position past the cache has no keys: NaN, as `attention` writes it.
-        const bool bad = pos[r] >= (u32)max_ctx;
-        if (ns == 1) {
-            out[((i64)r * heads + kvh * group + n % group) * HEAD_DIM + c] =
-                !bad && L > 0.0f ? O * (1.0f / L) : NAN_F32;
-            continue;
-        }
-        float* pp = part + (((i64)r * heads + kvh * group + n % group) * nsplit + split) * (HEAD_DIM + 2);
-        pp[c] = bad ? NAN_F32 : O;
-        if (c == 0) {
-            pp[HEAD_DIM] = bad ? 0.0f : M;
-            pp[HEAD_DIM + 1] = bad ? NAN_F32 : L;
-        }
-    }
-
-    // The block that finishes its kv head's slices last merges them into `out` (what
-    // attention_combine does, without a launch of its own) and sets the counter back to
-    // zero for the next launch.
-    if (ns == 1) return;
-    __shared__ u32 last;
-    __shared__ float w[NQ_COMBINE][65];
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(done + kvh, 1u) == (u32)ns - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    combine_slices(part, out, nq, 0, group, heads, kvh, HEAD_DIM, nsplit, ns, w);
-    if (threadIdx.x == 0) done[kvh] = 0;
-}
-
-// attention_mma: prefill attention on tensor cores (mma.sync m16n8k16, f16 in, f32 out),
-// compiled per head size (-DHEAD_DIM, a multiple of 16 up to 128). A block is one query
-// head and 64 rows; each of its 4 warps owns 16 rows and keeps their Q (f16, prescaled by
-// scale * log2 e), scores, probabilities and output in mma fragments (registers). K and V
-// tiles of 64 keys pass through shared memory, rows padded by 8 halves so the fragment
-// loads hit distinct banks; V fragments come transposed through ldmatrix.trans. Online
-// softmax in base 2. Grid: x = row tile, y = query head.
-#define BR 64
-#define BC 64
-#define KSTR (HEAD_DIM + 8)
-
+// attention_decode: attention of a decode step's few query rows on tensor cores, split over
+// the keys. Block (split, kv head), DEC_WARPS warps; the block's queries are the t rows x
+// `group` query heads of its kv head (nq = t * group <= NQ_MAX, checked by the host), rows of
+// an m16n8k16 product (rows nq..15 are zeros). A warp takes 16 keys a step, with K and V
+// straight from the cache into registers:
+// - S = Q K^T as two 16 x 8 tiles. Lane (g, tig) holds key g's dims 16kk + 4tig..+3 as its B
+//   fragment of k-step kk; Q's A fragment takes the same dims (a permutation of k that the
+//   product does not see), from shared memory where the block put Q as f16, prescaled by
+//   scale * log2 e.
+// - an online softmax in base 2 per query, in the lanes g = query.
+// - O^T += V^T P^T: the score tiles' registers are P^T's B fragment as they are; V^T's A
+//   fragment pairs two keys' halves (byte_perm) of the words lane (g, tig) reads at dims
+//   vdim(j, g), +1 of keys 2tig, 2tig+1, 2tig+8, 2tig+9; O^T's tile j is dims vdim(j, g), +1
+//   by queries 2tig, 2tig+1.
+// f16 Q and P, f32 sums: the precision of attention_mma. The block's warps take interleaved
+// steps of its slice and merge their (m, l, o) through shared memory. Short contexts take
+// fewer slices than the grid has (ns, of at least min_keys keys, none empty; the other blocks
+// return at once): one slice writes `out` itself; with more, each writes its (o, m, l) to
+// `part` and the last block of a kv head to finish merges them into `out` (a counter per kv
+// head in `done`), loading every slice's numbers for its outputs at once.
+// rope_attention (one row) is rope_kv_write and attention_decode in one launch: every block
+// rotates the query heads it needs itself, and the block of the slice with the step's
+// position rotates the key and stores it and the value into the cache before it reads its
+// keys (the other blocks never read that position), saving a launch and a round trip.
 __device__ __forceinline__ u32 pack_f16x2(float lo, float hi) {
     return (u32)f32_to_f16(lo) | ((u32)f32_to_f16(hi) << 16);
 }
@@ -440,6 +228,280 @@ __device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1)
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
+#define NQ_MAX 8
+#define DEC_WARPS 4
+#define DKS (HEAD_DIM / 16)
+#define QSTR (HEAD_DIM + 8)
+
+// Dims vdim(j, g) and + 1: lane g's word j of a V row, O^T's tile j. 64-dim parts as
+// 16-byte loads (dims 64h + 8g..+7), the rest as 4-byte ones.
+__device__ __forceinline__ int vdim(int j, int g) {
+    return j < HEAD_DIM / 64 * 4 ? 64 * (j / 4) + 8 * g + 2 * (j % 4) : 16 * j + 2 * g;
+}
+
+__device__ __forceinline__ void v_words(const u16* row, int g, u32* w) {
+#pragma unroll
+    for (int h = 0; h < HEAD_DIM / 64; h++) {
+        const uint4 u = *(const uint4*)(row + 64 * h + 8 * g);
+        w[4 * h] = u.x;
+        w[4 * h + 1] = u.y;
+        w[4 * h + 2] = u.z;
+        w[4 * h + 3] = u.w;
+    }
+#pragma unroll
+    for (int j = HEAD_DIM / 64 * 4; j < DKS; j++) w[j] = *(const u32*)(row + 16 * j + 2 * g);
+}
+
+template <bool ROPE>
+__device__ __forceinline__ void decode(const float* __restrict__ q, const float* __restrict__ kn,
+                                       const float* __restrict__ vn, const float* __restrict__ inv_freq,
+                                       float rope_scale, int neox, u16* kc, u16* vc, const u32* __restrict__ pos,
+                                       float* __restrict__ part, int t, int heads, int kv_heads, int max_ctx,
+                                       int nsplit, float scale, float* __restrict__ out, u32* __restrict__ done,
+                                       int min_keys) {
+    pdl_begin();
+    __shared__ __align__(16) u16 qs[NQ_MAX][QSTR];
+    __shared__ float ms[DEC_WARPS][NQ_MAX], ls[DEC_WARPS][NQ_MAX];
+    __shared__ __align__(16) float os[DEC_WARPS][NQ_MAX][HEAD_DIM];
+    const int split = blockIdx.x, kvh = blockIdx.y;
+    const int group = heads / kv_heads, nq = t * group;
+    const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane >> 2, tig = lane & 3;
+
+    u32 mx = 0;
+    for (int r = 0; r < t; r++) mx = max(mx, pos[r] + 1);
+    const int kmax = (int)min(mx, (u32)max_ctx);
+    const int ns0 = max(1, min(nsplit, (kmax + min_keys - 1) / min_keys));
+    const int chunk = (kmax + ns0 - 1) / ns0, ns = (kmax + chunk - 1) / chunk;
+    if (split >= ns) return;
+    const int k0 = split * chunk, k1 = min(kmax, k0 + chunk);
+    const i64 head0 = (i64)kvh * max_ctx * HEAD_DIM;
+
+    // Q (rotated first in rope_attention) as f16 times scale * log2 e; pair c of a head is
+    // dims (2c, 2c + 1), or (c, c + HEAD_DIM / 2) for neox, as rope_kv_write pairs them.
+    const float qscale = scale * 1.4426950408889634f;
+    const int half = HEAD_DIM / 2;
+    const u32 p = pos[0];
+    for (int i = threadIdx.x; i < NQ_MAX * half; i += blockDim.x) {
+        const int n = i / half, c = i % half;
+        const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
+        float x0 = 0.0f, x1 = 0.0f;
+        if (n < nq) {
+            const float* qh = q + ((i64)(n / group) * heads + kvh * group + n % group) * HEAD_DIM;
+            x0 = qh[c0];
+            x1 = qh[c1];
+            if (ROPE) rope_rotate(x0, x1, (float)p, inv_freq[c], rope_scale, x0, x1);
+        }
+        qs[n][c0] = f32_to_f16(x0 * qscale);
+        qs[n][c1] = f32_to_f16(x1 * qscale);
+    }
+    if (ROPE && (int)p >= k0 && (int)p < k1 && p < (u32)max_ctx) {
+        const i64 dst = head0 + (i64)p * HEAD_DIM;
+        const float *kh = kn + (i64)kvh * HEAD_DIM, *vh = vn + (i64)kvh * HEAD_DIM;
+        for (int c = threadIdx.x; c < half; c += blockDim.x) {
+            const int c0 = neox ? c : 2 * c, c1 = neox ? c + half : 2 * c + 1;
+            float y0, y1;
+            rope_rotate(kh[c0], kh[c1], (float)p, inv_freq[c], rope_scale, y0, y1);
+            kc[dst + c0] = f32_to_f16(y0);
+            kc[dst + c1] = f32_to_f16(y1);
+            vc[dst + c0] = f32_to_f16(vh[c0]);
+            vc[dst + c1] = f32_to_f16(vh[c1]);
+        }
+    }
+    __syncthreads();
+
+    u32 qa[DKS][2];
+#pragma unroll
+    for (int kk = 0; kk < DKS; kk++) {
+        const uint2 w = *(const uint2*)&qs[g][16 * kk + 4 * tig];
+        qa[kk][0] = w.x;
+        qa[kk][1] = w.y;
+    }
+    // Lane g's query sees keys 0..=qpos.
+    const int qpos = g < nq ? (int)min(pos[g / group], (u32)max_ctx - 1) : -1;
+    const u16* kb_ptr = kc + head0;
+    const u16* vb_ptr = vc + head0;
+    float o[DKS][4], m = -INFINITY, l = 0.0f;
+#pragma unroll
+    for (int j = 0; j < DKS; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+
+    for (int kb = k0 + 16 * warp; kb < k1; kb += 16 * DEC_WARPS) {
+        // Keys past the slice read its last key instead; their scores are masked.
+        uint2 kw[2][DKS];
+        u32 vw[4][DKS];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const u16* row = kb_ptr + (i64)min(kb + 8 * h + g, k1 - 1) * HEAD_DIM + 4 * tig;
+#pragma unroll
+            for (int kk = 0; kk < DKS; kk++) kw[h][kk] = *(const uint2*)(row + 16 * kk);
+        }
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            v_words(vb_ptr + (i64)min(kb + 2 * tig + (e & 1) + 8 * (e >> 1), k1 - 1) * HEAD_DIM, g, vw[e]);
+        float s[2][4];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            s[h][0] = s[h][1] = s[h][2] = s[h][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < DKS; kk++) {
+                const u32 a[4] = {qa[kk][0], 0u, qa[kk][1], 0u};
+                mma16816(s[h], a, kw[h][kk].x, kw[h][kk].y);
+            }
+        }
+        // s[h][e] is query g's score of key kb + 8h + 2tig + e.
+        float smax = -INFINITY;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int key = kb + 8 * h + 2 * tig + e;
+                if (key >= k1 || key > qpos) s[h][e] = -INFINITY;
+                smax = fmaxf(smax, s[h][e]);
+            }
+        }
+        smax = fmaxf(smax, __shfl_xor_sync(FULL_MASK, smax, 1));
+        smax = fmaxf(smax, __shfl_xor_sync(FULL_MASK, smax, 2));
+        const float mn = fmaxf(m, smax);
+        // Nothing visible yet keeps m = -inf: subtract 0 so exp2 gives 0, not NaN.
+        const float base = mn == -INFINITY ? 0.0f : mn;
+        const float corr = exp2f(m - base);
+        float pr[2][2], psum = 0.0f;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                pr[h][e] = exp2f(s[h][e] - base);
+                psum += pr[h][e];
+            }
+        }
+        psum += __shfl_xor_sync(FULL_MASK, psum, 1);
+        psum += __shfl_xor_sync(FULL_MASK, psum, 2);
+        l = l * corr + psum;
+        m = mn;
+        // O^T's columns are queries 2tig and 2tig + 1, whose factors live in lanes 8tig, 8tig + 4.
+        const float c0 = __shfl_sync(FULL_MASK, corr, 8 * tig), c1 = __shfl_sync(FULL_MASK, corr, 8 * tig + 4);
+        const u32 b0 = pack_f16x2(pr[0][0], pr[0][1]), b1 = pack_f16x2(pr[1][0], pr[1][1]);
+#pragma unroll
+        for (int j = 0; j < DKS; j++) {
+            o[j][0] *= c0;
+            o[j][1] *= c1;
+            o[j][2] *= c0;
+            o[j][3] *= c1;
+            const u32 a[4] = {__byte_perm(vw[0][j], vw[1][j], 0x5410), __byte_perm(vw[0][j], vw[1][j], 0x7632),
+                              __byte_perm(vw[2][j], vw[3][j], 0x5410), __byte_perm(vw[2][j], vw[3][j], 0x7632)};
+            mma16816(o[j], a, b0, b1);
+        }
+    }
+
+    // Merge the warps' states, then the slice's (o, m, l) per query into `out` or `part`.
+    if (tig == 0 && g < nq) {
+        ms[warp][g] = m;
+        ls[warp][g] = l;
+    }
+#pragma unroll
+    for (int j = 0; j < DKS; j++) {
+        const int c = vdim(j, g), n0 = 2 * tig, n1 = n0 + 1;
+        if (n0 < nq) {
+            os[warp][n0][c] = o[j][0];
+            os[warp][n0][c + 1] = o[j][2];
+        }
+        if (n1 < nq) {
+            os[warp][n1][c] = o[j][1];
+            os[warp][n1][c + 1] = o[j][3];
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < nq * HEAD_DIM; i += blockDim.x) {
+        const int n = i / HEAD_DIM, c = i % HEAD_DIM, r = n / group;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) M = fmaxf(M, ms[w][n]);
+        float L = 0.0f, O = 0.0f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; w++) {
+                const float e = exp2f(ms[w][n] - M);
+                L += ls[w][n] * e;
+                O += os[w][n][c] * e;
+            }
+        }
+        // A position past the cache has no keys: NaN, as `attention` writes it.
+        const bool bad = pos[r] >= (u32)max_ctx;
+        const i64 rh = (i64)r * heads + kvh * group + n % group;
+        if (ns == 1) {
+            out[rh * HEAD_DIM + c] = !bad && L > 0.0f ? O * (1.0f / L) : NAN_F32;
+            continue;
+        }
+        float* pp = part + (rh * nsplit + split) * (HEAD_DIM + 2);
+        pp[c] = bad ? NAN_F32 : O;
+        if (c == 0) {
+            pp[HEAD_DIM] = bad ? 0.0f : M;
+            pp[HEAD_DIM + 1] = bad ? NAN_F32 : L;
+        }
+    }
+    if (ns == 1) return;
+
+    // The block that finishes its kv head's slices last merges them (loads bypass L1: other
+    // blocks wrote them during this launch) and sets the counter back to zero.
+    __shared__ u32 last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(done + kvh, 1u) == (u32)ns - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < nq * half; i += blockDim.x) {
+        const int n = i / half, c = 2 * (i % half);
+        const i64 rh = (i64)(n / group) * heads + kvh * group + n % group;
+        const float* pp = part + rh * nsplit * (HEAD_DIM + 2);
+        float M = -INFINITY, L = 0.0f, O0 = 0.0f, O1 = 0.0f;
+#pragma unroll 4
+        for (int s = 0; s < ns; s++) {
+            const float2 ml = __ldcg((const float2*)(pp + s * (HEAD_DIM + 2) + HEAD_DIM));
+            const float2 ov = __ldcg((const float2*)(pp + s * (HEAD_DIM + 2) + c));
+            const float mn = fmaxf(M, ml.x);
+            const float base = mn == -INFINITY ? 0.0f : mn;
+            const float a = exp2f(M - base), b = exp2f(ml.x - base);
+            L = L * a + ml.y * b;
+            O0 = O0 * a + ov.x * b;
+            O1 = O1 * a + ov.y * b;
+            M = mn;
+        }
+        // A NaN l (a position past the cache) or no keys at all make the row NaN.
+        const float inv = L > 0.0f ? 1.0f / L : NAN_F32;
+        *(float2*)(out + rh * HEAD_DIM + c) = make_float2(O0 * inv, O1 * inv);
+    }
+    if (threadIdx.x == 0) done[kvh] = 0;
+}
+
+#define DECODE_PARAMS                                                                                          \
+    const float *__restrict__ q, const float *__restrict__ kn, const float *__restrict__ vn,                  \
+        const float *__restrict__ inv_freq, float rope_scale, int neox, u16 *kc, u16 *vc,                      \
+        const u32 *__restrict__ pos, float *__restrict__ part, int t, int heads, int kv_heads, int max_ctx,    \
+        int nsplit, float scale, float *__restrict__ out, u32 *__restrict__ done, int min_keys
+#define DECODE_ARGS \
+    q, kn, vn, inv_freq, rope_scale, neox, kc, vc, pos, part, t, heads, kv_heads, max_ctx, nsplit, scale, out, done, min_keys
+
+// kn, vn, inv_freq, rope_scale and neox are not read.
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2) attention_decode(DECODE_PARAMS) {
+    decode<false>(DECODE_ARGS);
+}
+
+// One row (t = 1, checked by the host).
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2) rope_attention(DECODE_PARAMS) {
+    decode<true>(DECODE_ARGS);
+}
+
+// attention_mma: prefill attention on tensor cores (mma.sync m16n8k16, f16 in, f32 out),
+// compiled per head size (-DHEAD_DIM, a multiple of 16 up to 128). A block is one query
+// head and 64 rows; each of its 4 warps owns 16 rows and keeps their Q (f16, prescaled by
+// scale * log2 e), scores, probabilities and output in mma fragments (registers). K and V
+// tiles of 64 keys pass through shared memory, rows padded by 8 halves so the fragment
+// loads hit distinct banks; V fragments come transposed through ldmatrix.trans. Online
+// softmax in base 2. Grid: x = row tile, y = query head.
+#define BR 64
+#define BC 64
+#define KSTR (HEAD_DIM + 8)
 
 // Four 8x8 f16 matrices from shared memory, transposed; lane l gives the address of row
 // l % 8 of matrix l / 8.

@@ -50,6 +50,19 @@ __device__ __forceinline__ void pdl_begin() {
 #endif
 }
 
+// (x0, x1) rotated by the angle p * f, cos and sin scaled by `scale`: rope.cu and the fused
+// rope_attention (attention.cu) share it, so both give the same bits (each product rounded
+// on its own, not left to the compiler's contraction).
+__device__ __forceinline__ void rope_rotate(float x0, float x1, float p, float f, float scale, float& y0,
+                                            float& y1) {
+    float s, c;
+    sincosf(__fmul_rn(p, f), &s, &c);
+    c = __fmul_rn(c, scale);
+    s = __fmul_rn(s, scale);
+    y0 = fmaf(x0, c, -__fmul_rn(x1, s));
+    y1 = fmaf(x0, s, __fmul_rn(x1, c));
+}
+
 // silu(g) * up, silu(g) = g / (1 + exp(-g)) with the accurate expf: swiglu.cu and the
 // fused gate/up matmul (matmul.cu) share it, so both give the same bits.
 __device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; }

@@ -14,14 +14,10 @@ __device__ __forceinline__ void rope_head(float* xh, const float* __restrict__ i
                                           int neox, u16* kc) {
     const int half = d / 2;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float s, c;
-        sincosf(p * inv_freq[i], &s, &c);
-        c *= scale;
-        s *= scale;
         const int i0 = neox ? i : 2 * i;
         const int i1 = neox ? i + half : 2 * i + 1;
-        const float x0 = xh[i0], x1 = xh[i1];
-        const float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+        float y0, y1;
+        rope_rotate(xh[i0], xh[i1], p, inv_freq[i], scale, y0, y1);
         xh[i0] = y0;
         xh[i1] = y1;
         if (kc) {

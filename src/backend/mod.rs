@@ -371,6 +371,37 @@ pub trait Backend {
         self.rope_qk(q, k, inv_freq, t, heads, head_dim, scale, layout)?;
         self.kv_write(cache, layer, k, v, t)
     }
+    /// `rope_kv_write`, then `attention` of the rotated queries into `out`; a backend may do
+    /// it in one launch (and then need not rotate q and k in place). `rope` is the cos/sin
+    /// factor and layout, `scale` the softmax scale.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_attention(
+        &self,
+        (q, k, v): (&Self::Buf, &Self::Buf, &Self::Buf),
+        inv_freq: &Self::Buf,
+        cache: &Self::Cache,
+        layer: usize,
+        out: &Self::Buf,
+        t: usize,
+        heads: (usize, usize),
+        head_dim: usize,
+        rope: (f32, RopeLayout),
+        scale: f32,
+    ) -> Result<()> {
+        let (rs, layout) = rope;
+        self.rope_kv_write(
+            (q, k, v),
+            inv_freq,
+            cache,
+            layer,
+            t,
+            heads,
+            head_dim,
+            rs,
+            layout,
+        )?;
+        self.attention(q, cache, layer, out, t, heads.0, scale)
+    }
     /// Stores the step's keys and values at their positions in `layer` of the cache.
     fn kv_write(
         &self,

@@ -394,9 +394,12 @@ impl<B: Backend> Model<B> {
             let qkv = [&s.q, &s.k, &s.v];
             self.norm_linears(b, &s.x, l.attn_norm, &s.xn, &[&l.q, &l.k, &l.v], &qkv, t)?;
             let (heads, layout) = ((nh, nkv), c.rope_layout);
-            let qkv = (&s.q, &s.k, &s.v);
-            b.rope_kv_write(qkv, inv_freq, cache, i, t, heads, hd, rope_scale, layout)?;
-            b.attention(&s.q, cache, i, &s.att, t, nh, 1.0 / (hd as f32).sqrt())?;
+            let (qkv, rope, scale) = (
+                (&s.q, &s.k, &s.v),
+                (rope_scale, layout),
+                1.0 / (hd as f32).sqrt(),
+            );
+            b.rope_attention(qkv, inv_freq, cache, i, &s.att, t, heads, hd, rope, scale)?;
             self.linear_add(b, &s.att, &l.o, &s.y, &s.x, t)?;
             if l.gate.bias.is_none() && l.up.bias.is_none() {
                 let views = [self.view(&l.gate), self.view(&l.up)];

@@ -1,6 +1,7 @@
 //! The decode fusions of the forward pass against their parts: `norm_matmul_group` and
-//! `norm_matmul_swiglu` (the norm in the GEMV's staging of x) and `matmul_add` (the residual
-//! add in the GEMV's store, or cuBLASLt's beta for prefill). Split from ops_cuda.rs, whose
+//! `norm_matmul_swiglu` (the norm in the GEMV's staging of x), `matmul_add` (the residual
+//! add in the GEMV's store, or cuBLASLt's beta for prefill) and `rope_attention` (rope, the
+//! cache store and decode attention in one launch). Split from ops_cuda.rs, whose
 //! helpers they use.
 
 use super::*;
@@ -140,6 +141,101 @@ fn matmul_add_at(c: &Cuda, rng: &mut Rng, rows: usize, cols: usize) {
                 "{} t={t}: matmul_add differs from matmul + add, nmse {e:.3e}",
                 w.dtype
             );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn rope_attention_matches_its_parts() {
+    // rope_attention (one launch for a decode row) against rope_kv_write then attention, on
+    // two caches filled alike: the same output bits, and a prefill over each cache (which
+    // reads every key and value, the step's included) the same bits; for both rope layouts,
+    // every head size with a decode kernel, GQA groups of 1, 4, 7 and 8, contexts of one
+    // slice and of many. Three rows take the parts inside rope_attention too.
+    let c = cuda();
+    let mut rng = Rng(0x5a7e);
+    let (max_ctx, scale) = (1024usize, 0.09);
+    for (d, heads, kvh) in [
+        (64usize, 14usize, 2usize),
+        (80, 8, 8),
+        (96, 32, 4),
+        (128, 32, 8),
+    ] {
+        let inv: Vec<f32> = (0..d / 2)
+            .map(|i| 500000f32.powf(-2.0 * i as f32 / d as f32))
+            .collect();
+        let inv = buf(&c, &inv);
+        for layout in [RopeLayout::Normal, RopeLayout::Neox] {
+            let caches = [
+                c.alloc_cache(2, kvh, d, max_ctx).unwrap(),
+                c.alloc_cache(2, kvh, d, max_ctx).unwrap(),
+            ];
+            let (mut p0, mut checked) = (0usize, 0);
+            // Prefill chunks, then decode rows: a short context, then a long one.
+            for (t, fill) in [
+                (30usize, true),
+                (1, false),
+                (3, false),
+                (700, true),
+                (1, false),
+            ] {
+                let pos: Vec<u32> = (p0 as u32..(p0 + t) as u32).collect();
+                c.set_step(&vec![0; t], &pos).unwrap();
+                p0 += t;
+                let (k, v) = (rng.vec(t * kvh * d), rng.vec(t * kvh * d));
+                if fill {
+                    for cache in &caches {
+                        c.kv_write(cache, 1, &buf(&c, &k), &buf(&c, &v), t).unwrap();
+                    }
+                    continue;
+                }
+                let qv = rng.vec(t * heads * d);
+                let outs = [poisoned(&c, t * heads * d), poisoned(&c, t * heads * d)];
+                let what =
+                    format!("head_dim {d}, {heads}/{kvh} heads, {layout:?}, rows {t} at {p0}");
+                let (q1, k1, v1) = (buf(&c, &qv), buf(&c, &k), buf(&c, &v));
+                let hs = (heads, kvh);
+                c.rope_attention(
+                    (&q1, &k1, &v1),
+                    &inv,
+                    &caches[0],
+                    1,
+                    &outs[0],
+                    t,
+                    hs,
+                    d,
+                    (0.9, layout),
+                    scale,
+                )
+                .unwrap();
+                let (q2, k2, v2) = (buf(&c, &qv), buf(&c, &k), buf(&c, &v));
+                c.rope_kv_write((&q2, &k2, &v2), &inv, &caches[1], 1, t, hs, d, 0.9, layout)
+                    .unwrap();
+                c.attention(&q2, &caches[1], 1, &outs[1], t, heads, scale)
+                    .unwrap();
+                let bits = |b: &CudaBuf, n: usize| -> Vec<u32> {
+                    c.read(b, n).unwrap().iter().map(|v| v.to_bits()).collect()
+                };
+                let (a, b) = (bits(&outs[0], t * heads * d), bits(&outs[1], t * heads * d));
+                assert!(
+                    a.iter().all(|&x| f32::from_bits(x).is_finite()),
+                    "{what}: not finite"
+                );
+                assert_eq!(a, b, "{what}: output");
+                // Every position so far, prefilled over each cache.
+                let pos: Vec<u32> = (0..p0 as u32).collect();
+                c.set_step(&vec![0; p0], &pos).unwrap();
+                let q = buf(&c, &rng.vec(p0 * heads * d));
+                let pre = [poisoned(&c, p0 * heads * d), poisoned(&c, p0 * heads * d)];
+                for (cache, o) in caches.iter().zip(&pre) {
+                    c.attention(&q, cache, 1, o, p0, heads, scale).unwrap();
+                }
+                let (a, b) = (bits(&pre[0], p0 * heads * d), bits(&pre[1], p0 * heads * d));
+                assert_eq!(a, b, "{what}: the caches differ");
+                checked += 1;
+            }
+            assert_eq!(checked, 3);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `performance_report`: the speeds of the kernels that decide decode and prefill throughput
-//! on Llama-3.1-8B shapes, and `gemv_speed`: one-token GEMVs back to back at those shapes
-//! (split from ops_cuda.rs, whose helpers they use).
+//! on Llama-3.1-8B shapes, `gemv_speed`: one-token GEMVs back to back at those shapes, and
+//! `decode_attention_speed`: a decode step's rope and attention over 32 layers (split from
+//! ops_cuda.rs, whose helpers they use).
 
 use super::*;
 
@@ -358,4 +359,95 @@ fn gemv_speed() {
     }
     eprintln!("{}", lines.join("\n"));
     assert!(slow.is_empty(), "GEMVs below 1 TB/s: {slow:?}");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run scripts/gpu_check.sh (cargo test --release --test ops_cuda -- --ignored)"]
+fn decode_attention_speed() {
+    // A decode step's rope, cache store and attention for the 32 layers of a Llama-3.1-8B
+    // shape (32 query / 8 kv heads of 128), recorded as a graph and replayed as decode runs
+    // it, at KV depths from 128 to 32768: rope_attention (one launch a layer) against
+    // rope_kv_write then attention. Prints microseconds per layer and the share of the
+    // device's bandwidth the keys and values read reach; fails only if the fused launch is
+    // slower than its parts by more than a microsecond a layer.
+    let c = cuda();
+    let mut rng = Rng(0xa77e);
+    let (layers, heads, kvh, d, max_ctx) = (32usize, 32usize, 8usize, 128usize, 32769usize);
+    let cache = c.alloc_cache(layers, kvh, d, max_ctx).unwrap();
+    let chunk = 4096;
+    let (k, v) = (
+        buf(&c, &rng.vec(chunk * kvh * d)),
+        buf(&c, &rng.vec(chunk * kvh * d)),
+    );
+    for p0 in (0..max_ctx - 1).step_by(chunk) {
+        let pos: Vec<u32> = (p0 as u32..(p0 + chunk) as u32).collect();
+        c.set_step(&vec![0; chunk], &pos).unwrap();
+        for l in 0..layers {
+            c.kv_write(&cache, l, &k, &v, chunk).unwrap();
+        }
+    }
+    let inv: Vec<f32> = (0..d / 2)
+        .map(|i| 500000f32.powf(-2.0 * i as f32 / d as f32))
+        .collect();
+    let inv = buf(&c, &inv);
+    let (q, k1, v1) = (
+        buf(&c, &rng.vec(heads * d)),
+        buf(&c, &rng.vec(kvh * d)),
+        buf(&c, &rng.vec(kvh * d)),
+    );
+    let out = poisoned(&c, heads * d);
+    let (rope, scale) = ((1.0, RopeLayout::Normal), 0.088);
+    let hs = (heads, kvh);
+    println!("| depth | parts us/layer | rope_attention us/layer | KV GB/s (fused) |");
+    println!("|---|---|---|---|");
+    let mut slower = Vec::new();
+    for (i, depth) in [128usize, 640, 2048, 8192, 32768].into_iter().enumerate() {
+        c.set_step(&[0], &[depth as u32 - 1]).unwrap();
+        let mut per_layer = [0f32; 2];
+        for (fused, us) in per_layer.iter_mut().enumerate() {
+            let key = Some(1000 + 2 * i as u64 + fused as u64);
+            let mut step = || {
+                for l in 0..layers {
+                    if fused == 1 {
+                        c.rope_attention(
+                            (&q, &k1, &v1),
+                            &inv,
+                            &cache,
+                            l,
+                            &out,
+                            1,
+                            hs,
+                            d,
+                            rope,
+                            scale,
+                        )?;
+                    } else {
+                        c.rope_kv_write((&q, &k1, &v1), &inv, &cache, l, 1, hs, d, 1.0, rope.1)?;
+                        c.attention(&q, &cache, l, &out, 1, heads, scale)?;
+                    }
+                }
+                Ok(())
+            };
+            let ms = time(&c, 20, &mut |_| c.record(key, &mut step));
+            *us = ms * 1e3 / layers as f32;
+        }
+        let kv_bytes = 2 * kvh * depth * d * 2;
+        let gbs = gbs(kv_bytes, per_layer[1] / 1e3);
+        println!(
+            "| {depth} | {:.2} | {:.2} | {gbs:.0} |",
+            per_layer[0], per_layer[1]
+        );
+        if per_layer[1] > per_layer[0] + 1.0 {
+            slower.push(depth);
+        }
+        assert!(c
+            .read(&out, heads * d)
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite()));
+    }
+    assert!(
+        slower.is_empty(),
+        "rope_attention slower than its parts at depths {slower:?}"
+    );
 }

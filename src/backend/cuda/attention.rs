@@ -5,6 +5,7 @@
 use super::nvrtc::{self, Variant};
 use super::ops::{arg, i32_of};
 use super::{cuda_err, Cuda, CudaBuf, CudaCache};
+use crate::backend::RopeLayout;
 use crate::error::Result;
 use cudarc::driver::result as dr;
 
@@ -39,8 +40,8 @@ pub fn decode_splits(sms: usize, kv_heads: usize) -> usize {
 }
 
 /// Fewest keys per slice of attention_decode (min_keys in attention.cu): a context shorter
-/// than this many keys is one slice per kv head, merged by no one. 128 by default;
-/// LAMINA_CUDA_SPLIT_KEYS overrides, for tuning (read once).
+/// than this many keys is one slice per kv head, merged by no one. 64 by default, one 16-key
+/// step for each of a block's 4 warps; LAMINA_CUDA_SPLIT_KEYS overrides, for tuning (read once).
 pub fn split_keys() -> i32 {
     static KEYS: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
     *KEYS.get_or_init(|| {
@@ -48,7 +49,7 @@ pub fn split_keys() -> i32 {
             .ok()
             .and_then(|v| v.parse::<i32>().ok())
             .filter(|k| (1..=1 << 20).contains(k))
-            .unwrap_or(128)
+            .unwrap_or(64)
     })
 }
 
@@ -106,9 +107,9 @@ impl Cuda {
         })
     }
 
-    /// The attention op; `path` forces the f32 kernel (tests compare it with the others).
+    /// Checks an attention step's shapes and buffers; the query heads per kv head.
     #[allow(clippy::too_many_arguments)]
-    pub fn op_attention(
+    fn attention_checks(
         &self,
         q: &CudaBuf,
         cache: &CudaCache,
@@ -116,12 +117,7 @@ impl Cuda {
         out: &CudaBuf,
         t: usize,
         heads: usize,
-        scale: f32,
-        path: AttnPath,
-    ) -> Result<()> {
-        if t == 0 {
-            return Ok(());
-        }
+    ) -> Result<usize> {
         self.check_layer(cache, layer)?;
         let (kvh, d) = (cache.kv_heads, cache.head_dim);
         if heads == 0 || !heads.is_multiple_of(kvh) {
@@ -139,12 +135,164 @@ impl Cuda {
         self.need("attention out", out, t * heads * d)?;
         self.step_rows("attention", t)?;
         self.check_positions(cache, t)?;
-        let (_, pos) = self.step_ptrs()?;
-        let split = cache.nsplit > 1
+        Ok(group)
+    }
+
+    /// Whether `t` rows split over the keys (the f32 kernel's slices or attention_decode's:
+    /// the scratch holds them).
+    fn splits(&self, cache: &CudaCache, t: usize, heads: usize) -> bool {
+        let group = heads / cache.kv_heads.max(1);
+        cache.nsplit > 1
             && t <= SPLIT_ROWS
             && group <= SPLIT_GROUP
             && group * t <= 32
-            && t * heads * cache.nsplit * (d + 2) <= cache.part_len;
+            && t * heads * cache.nsplit * (cache.head_dim + 2) <= cache.part_len
+    }
+
+    /// Whether `t` rows take attention_decode (for one row, rope_attention too).
+    fn decodes(&self, cache: &CudaCache, t: usize, heads: usize, path: AttnPath) -> bool {
+        let group = heads / cache.kv_heads.max(1);
+        path == AttnPath::Auto
+            && !self.f32_attention
+            && nvrtc::MMA_HEAD_DIMS.contains(&cache.head_dim)
+            && self.splits(cache, t, heads)
+            && group * t <= DECODE_QUERIES
+    }
+
+    /// attention_decode, or rope_attention when `rope` gives the step's k, v, inv_freq, cos/sin
+    /// factor and layout (the kernel rotates q and k itself and stores k and v into the cache).
+    #[allow(clippy::too_many_arguments)]
+    fn launch_decode(
+        &self,
+        q: &CudaBuf,
+        cache: &CudaCache,
+        layer: usize,
+        out: &CudaBuf,
+        t: usize,
+        heads: usize,
+        scale: f32,
+        rope: Option<(&CudaBuf, &CudaBuf, &CudaBuf, f32, RopeLayout)>,
+    ) -> Result<()> {
+        let (_, pos) = self.step_ptrs()?;
+        let off = cache.layer_offset(layer);
+        let (qp, kc, vc, op, pp, dp) = (
+            q.ptr(),
+            cache.k.ptr() + off,
+            cache.v.ptr() + off,
+            out.ptr(),
+            cache.part.ptr(),
+            cache.done.ptr(),
+        );
+        let (ti, hi, kvi, mc) = (
+            i32_of("t", t)?,
+            heads as i32,
+            cache.kv_heads as i32,
+            cache.max_ctx as i32,
+        );
+        let (nsi, mk) = (cache.nsplit as i32, split_keys());
+        let (name, kp, vp, fp, rs, neox) = match rope {
+            None => ("attention_decode", 0u64, 0u64, 0u64, 0f32, 0i32),
+            Some((k, v, f, rs, layout)) => {
+                let neox = i32::from(layout == RopeLayout::Neox);
+                ("rope_attention", k.ptr(), v.ptr(), f.ptr(), rs, neox)
+            }
+        };
+        // The kernel merges the slices itself (its last block per kv head).
+        self.launch(
+            &Variant::attention_mma(cache.head_dim)?,
+            name,
+            (cache.nsplit as u32, cache.kv_heads as u32, 1),
+            (128, 1, 1),
+            0,
+            &mut [
+                arg(&qp),
+                arg(&kp),
+                arg(&vp),
+                arg(&fp),
+                arg(&rs),
+                arg(&neox),
+                arg(&kc),
+                arg(&vc),
+                arg(&pos),
+                arg(&pp),
+                arg(&ti),
+                arg(&hi),
+                arg(&kvi),
+                arg(&mc),
+                arg(&nsi),
+                arg(&scale),
+                arg(&op),
+                arg(&dp),
+                arg(&mk),
+            ],
+        )
+    }
+
+    /// rope_kv_write then attention of a decode row in one launch (rope_attention) where
+    /// attention_decode would run; the two ops otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub fn op_rope_attention(
+        &self,
+        (q, k, v): (&CudaBuf, &CudaBuf, &CudaBuf),
+        inv_freq: &CudaBuf,
+        cache: &CudaCache,
+        layer: usize,
+        out: &CudaBuf,
+        t: usize,
+        (heads, kv_heads): (usize, usize),
+        head_dim: usize,
+        (rope_scale, layout): (f32, RopeLayout),
+        scale: f32,
+    ) -> Result<()> {
+        let fits = kv_heads == cache.kv_heads && head_dim == cache.head_dim;
+        if t != 1 || !fits || !self.decodes(cache, t, heads, AttnPath::Auto) {
+            let kv = Some((cache, layer, v));
+            let hs = (heads, kv_heads);
+            self.op_rope(
+                q,
+                Some(k),
+                inv_freq,
+                t,
+                hs,
+                head_dim,
+                rope_scale,
+                layout,
+                kv,
+            )?;
+            return self.op_attention(q, cache, layer, out, t, heads, scale, AttnPath::Auto);
+        }
+        self.attention_checks(q, cache, layer, out, t, heads)?;
+        self.need("rope_attention k", k, kv_heads * head_dim)?;
+        self.need("rope_attention v", v, kv_heads * head_dim)?;
+        self.need("rope_attention inv_freq", inv_freq, head_dim / 2)?;
+        let rope = Some((k, v, inv_freq, rope_scale, layout));
+        self.launch_decode(q, cache, layer, out, t, heads, scale, rope)
+    }
+
+    /// The attention op; `path` forces the f32 kernel (tests compare it with the others).
+    #[allow(clippy::too_many_arguments)]
+    pub fn op_attention(
+        &self,
+        q: &CudaBuf,
+        cache: &CudaCache,
+        layer: usize,
+        out: &CudaBuf,
+        t: usize,
+        heads: usize,
+        scale: f32,
+        path: AttnPath,
+    ) -> Result<()> {
+        if t == 0 {
+            return Ok(());
+        }
+        self.attention_checks(q, cache, layer, out, t, heads)?;
+        if self.decodes(cache, t, heads, path) {
+            return self.launch_decode(q, cache, layer, out, t, heads, scale, None);
+        }
+        let (kvh, d) = (cache.kv_heads, cache.head_dim);
+        let (_, pos) = self.step_ptrs()?;
+        let split = self.splits(cache, t, heads);
+        let group = heads / kvh;
         let off = cache.layer_offset(layer);
         let (qp, kc, vc, op, pp) = (
             q.ptr(),
@@ -162,33 +310,6 @@ impl Cuda {
         );
         let mma = path == AttnPath::Auto && !self.f32_attention;
         let mma_dim = nvrtc::MMA_HEAD_DIMS.contains(&d);
-        if split && mma && mma_dim && group * t <= DECODE_QUERIES {
-            let (nsi, dp, mk) = (cache.nsplit as i32, cache.done.ptr(), split_keys());
-            // The kernel merges the slices itself (its last block per kv head).
-            return self.launch(
-                &Variant::attention_mma(d)?,
-                "attention_decode",
-                (cache.nsplit as u32, kvh as u32, 1),
-                (128, 1, 1),
-                0,
-                &mut [
-                    arg(&qp),
-                    arg(&kc),
-                    arg(&vc),
-                    arg(&pos),
-                    arg(&pp),
-                    arg(&ti),
-                    arg(&hi),
-                    arg(&kvi),
-                    arg(&mc),
-                    arg(&nsi),
-                    arg(&scale),
-                    arg(&op),
-                    arg(&dp),
-                    arg(&mk),
-                ],
-            );
-        }
         if !split && mma && mma_dim {
             if heads > 65535 {
                 return Err(self.err(format!("attention: {heads} heads")));

@@ -289,6 +289,24 @@ impl Backend for Cuda {
         self.op_rope(q, Some(k), inv_freq, t, heads, head_dim, scale, layout, kv)
     }
 
+    fn rope_attention(
+        &self,
+        qkv: (&CudaBuf, &CudaBuf, &CudaBuf),
+        inv_freq: &CudaBuf,
+        cache: &CudaCache,
+        layer: usize,
+        out: &CudaBuf,
+        t: usize,
+        heads: (usize, usize),
+        head_dim: usize,
+        rope: (f32, RopeLayout),
+        scale: f32,
+    ) -> Result<()> {
+        self.op_rope_attention(
+            qkv, inv_freq, cache, layer, out, t, heads, head_dim, rope, scale,
+        )
+    }
+
     fn copy(
         &self,
         src: &CudaBuf,

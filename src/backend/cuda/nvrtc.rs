@@ -321,6 +321,7 @@ impl Variant {
                 "attention_combine",
                 "attention_mma",
                 "attention_decode",
+                "rope_attention",
             ],
         })
     }
