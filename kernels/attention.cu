@@ -193,7 +193,7 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part, flo
 
 #ifdef HEAD_DIM
 // attention_decode: attention of a decode step's few query rows on tensor cores, split over
-// the keys. Block (split, kv head), DEC_WARPS warps; the block's queries are the t rows x
+// the keys. Block split * kv_heads + kv head, DEC_WARPS warps; the block's queries are the t rows x
 // `group` query heads of its kv head (nq = t * group <= NQ_MAX, checked by the host), rows of
 // an m16n8k16 product (rows nq..15 are zeros). A warp takes 16 keys a step, with K and V
 // straight from the cache into registers:
@@ -214,8 +214,9 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part, flo
 // head in `done`), loading every slice's numbers for its outputs at once.
 // rope_attention (one row) is rope_kv_write and attention_decode in one launch: every block
 // rotates the query heads it needs itself, and the block of the slice with the step's
-// position rotates the key and stores it and the value into the cache before it reads its
-// keys (the other blocks never read that position), saving a launch and a round trip.
+// position rotates the key and stores it and the value into the cache; that block's lanes
+// take them from shared memory (they loaded the position before the store), and no other
+// block reads it. This saves a launch and a round trip.
 __device__ __forceinline__ u32 pack_f16x2(float lo, float hi) {
     return (u32)f32_to_f16(lo) | ((u32)f32_to_f16(hi) << 16);
 }
@@ -233,6 +234,8 @@ __device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1)
 #define DEC_WARPS 4
 #define DKS (HEAD_DIM / 16)
 #define QSTR (HEAD_DIM + 8)
+#define PSTR (HEAD_DIM + 4)  // floats of a slice's (o, m, l) in `part`: o 16-byte aligned
+#define QI ((NQ_MAX * HEAD_DIM / 2 + 32 * DEC_WARPS - 1) / (32 * DEC_WARPS))  // q pairs a thread
 
 // Dims vdim(j, g) and + 1: lane g's word j of a V row, O^T's tile j. 64-dim parts as
 // 16-byte loads (dims 64h + 8g..+7), the rest as 4-byte ones.
@@ -262,51 +265,99 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
                                        int min_keys) {
     pdl_begin();
     __shared__ __align__(16) u16 qs[NQ_MAX][QSTR];
+    __shared__ __align__(16) u16 kvs[2][HEAD_DIM];  // rope_attention: the step's k and v
     __shared__ float ms[DEC_WARPS][NQ_MAX], ls[DEC_WARPS][NQ_MAX];
     __shared__ __align__(16) float os[DEC_WARPS][NQ_MAX][HEAD_DIM];
-    const int split = blockIdx.x, kvh = blockIdx.y;
+    // Split-major block order: the slices short contexts use are the grid's first blocks,
+    // which start first when a grid cannot all be resident beside the one ahead of it.
+    const int split = blockIdx.x / kv_heads, kvh = blockIdx.x % kv_heads;
     const int group = heads / kv_heads, nq = t * group;
     const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane >> 2, tig = lane & 3;
 
-    u32 mx = 0;
-    for (int r = 0; r < t; r++) mx = max(mx, pos[r] + 1);
+    u32 mx = 0, bad = 0;  // bit r: row r's position is past the cache
+    for (int r = 0; r < t; r++) {
+        mx = max(mx, pos[r] + 1);
+        bad |= (u32)(pos[r] >= (u32)max_ctx) << r;
+    }
     const int kmax = (int)min(mx, (u32)max_ctx);
     const int ns0 = max(1, min(nsplit, (kmax + min_keys - 1) / min_keys));
     const int chunk = (kmax + ns0 - 1) / ns0, ns = (kmax + chunk - 1) / chunk;
     if (split >= ns) return;
     const int k0 = split * chunk, k1 = min(kmax, k0 + chunk);
     const i64 head0 = (i64)kvh * max_ctx * HEAD_DIM;
+    const u16* kb_ptr = kc + head0;
+    const u16* vb_ptr = vc + head0;
+    // A step's K and V words; keys past the slice read its last key instead (their scores
+    // are masked). The warp's first step is loaded before Q is staged, so that the two
+    // round trips overlap.
+    uint2 kw[2][DKS];
+    u32 vw[4][DKS];
+    auto load = [&](int kb) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const u16* row = kb_ptr + (i64)min(kb + 8 * h + g, k1 - 1) * HEAD_DIM + 4 * tig;
+#pragma unroll
+            for (int kk = 0; kk < DKS; kk++) kw[h][kk] = *(const uint2*)(row + 16 * kk);
+        }
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            v_words(vb_ptr + (i64)min(kb + 2 * tig + (e & 1) + 8 * (e >> 1), k1 - 1) * HEAD_DIM, g, vw[e]);
+    };
+    int kb = k0 + 16 * warp;
+    if (kb < k1) load(kb);
 
     // Q (rotated first in rope_attention) as f16 times scale * log2 e; pair c of a head is
     // dims (2c, 2c + 1), or (c, c + HEAD_DIM / 2) for neox, as rope_kv_write pairs them.
+    // Every load is issued before any rotation: one round trip, not one per pair.
     const float qscale = scale * 1.4426950408889634f;
     const int half = HEAD_DIM / 2;
     const u32 p = pos[0];
-    for (int i = threadIdx.x; i < NQ_MAX * half; i += blockDim.x) {
-        const int n = i / half, c = i % half;
+    // Lane g's query sees keys 0..=qpos.
+    const int qpos = g < nq ? (int)min(pos[g / group], (u32)max_ctx - 1) : -1;
+    float qx[QI][2], qf[QI];
+#pragma unroll
+    for (int it = 0; it < QI; it++) {
+        const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
         const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
-        float x0 = 0.0f, x1 = 0.0f;
-        if (n < nq) {
+        qx[it][0] = qx[it][1] = qf[it] = 0.0f;
+        if (i < NQ_MAX * half && n < nq) {
             const float* qh = q + ((i64)(n / group) * heads + kvh * group + n % group) * HEAD_DIM;
-            x0 = qh[c0];
-            x1 = qh[c1];
-            if (ROPE) rope_rotate(x0, x1, (float)p, inv_freq[c], rope_scale, x0, x1);
+            qx[it][0] = qh[c0];
+            qx[it][1] = qh[c1];
+            if (ROPE) qf[it] = inv_freq[c];
         }
-        qs[n][c0] = f32_to_f16(x0 * qscale);
-        qs[n][c1] = f32_to_f16(x1 * qscale);
     }
-    if (ROPE && (int)p >= k0 && (int)p < k1 && p < (u32)max_ctx) {
-        const i64 dst = head0 + (i64)p * HEAD_DIM;
+    // The block of the step's position stores its rotated key and value: pair threadIdx.x.
+    const bool stores = ROPE && (int)p >= k0 && (int)p < k1 && p < (u32)max_ctx && (int)threadIdx.x < half;
+    const int s0 = ROPE && neox ? threadIdx.x : 2 * threadIdx.x, s1 = ROPE && neox ? s0 + half : s0 + 1;
+    float kx[2] = {0.0f, 0.0f}, vx[2] = {0.0f, 0.0f}, kf = 0.0f;
+    if (stores) {
         const float *kh = kn + (i64)kvh * HEAD_DIM, *vh = vn + (i64)kvh * HEAD_DIM;
-        for (int c = threadIdx.x; c < half; c += blockDim.x) {
-            const int c0 = neox ? c : 2 * c, c1 = neox ? c + half : 2 * c + 1;
-            float y0, y1;
-            rope_rotate(kh[c0], kh[c1], (float)p, inv_freq[c], rope_scale, y0, y1);
-            kc[dst + c0] = f32_to_f16(y0);
-            kc[dst + c1] = f32_to_f16(y1);
-            vc[dst + c0] = f32_to_f16(vh[c0]);
-            vc[dst + c1] = f32_to_f16(vh[c1]);
+        kx[0] = kh[s0];
+        kx[1] = kh[s1];
+        vx[0] = vh[s0];
+        vx[1] = vh[s1];
+        kf = inv_freq[threadIdx.x];
+    }
+#pragma unroll
+    for (int it = 0; it < QI; it++) {
+        const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
+        const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
+        if (i < NQ_MAX * half) {
+            float x0 = qx[it][0], x1 = qx[it][1];
+            if (ROPE && n < nq) rope_rotate(x0, x1, (float)p, qf[it], rope_scale, x0, x1);
+            qs[n][c0] = f32_to_f16(x0 * qscale);
+            qs[n][c1] = f32_to_f16(x1 * qscale);
         }
+    }
+    if (stores) {
+        const i64 dst = head0 + (i64)p * HEAD_DIM;
+        float y0, y1;
+        rope_rotate(kx[0], kx[1], (float)p, kf, rope_scale, y0, y1);
+        kvs[0][s0] = kc[dst + s0] = f32_to_f16(y0);
+        kvs[0][s1] = kc[dst + s1] = f32_to_f16(y1);
+        kvs[1][s0] = vc[dst + s0] = f32_to_f16(vx[0]);
+        kvs[1][s1] = vc[dst + s1] = f32_to_f16(vx[1]);
     }
     __syncthreads();
 
@@ -317,27 +368,23 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
         qa[kk][0] = w.x;
         qa[kk][1] = w.y;
     }
-    // Lane g's query sees keys 0..=qpos.
-    const int qpos = g < nq ? (int)min(pos[g / group], (u32)max_ctx - 1) : -1;
-    const u16* kb_ptr = kc + head0;
-    const u16* vb_ptr = vc + head0;
     float o[DKS][4], m = -INFINITY, l = 0.0f;
 #pragma unroll
     for (int j = 0; j < DKS; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 
-    for (int kb = k0 + 16 * warp; kb < k1; kb += 16 * DEC_WARPS) {
-        // Keys past the slice read its last key instead; their scores are masked.
-        uint2 kw[2][DKS];
-        u32 vw[4][DKS];
+    for (; kb < k1; kb += 16 * DEC_WARPS) {
+        if (ROPE && (int)p >= kb && (int)p < kb + 16) {
+            // This block stored the step's key and value after loading them: take them from
+            // shared memory (the lanes that hold key p).
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const u16* row = kb_ptr + (i64)min(kb + 8 * h + g, k1 - 1) * HEAD_DIM + 4 * tig;
+            for (int h = 0; h < 2; h++)
+                if (kb + 8 * h + g == (int)p)
 #pragma unroll
-            for (int kk = 0; kk < DKS; kk++) kw[h][kk] = *(const uint2*)(row + 16 * kk);
+                    for (int kk = 0; kk < DKS; kk++) kw[h][kk] = *(const uint2*)&kvs[0][16 * kk + 4 * tig];
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (kb + 2 * tig + (e & 1) + 8 * (e >> 1) == (int)p) v_words(kvs[1], g, vw[e]);
         }
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            v_words(vb_ptr + (i64)min(kb + 2 * tig + (e & 1) + 8 * (e >> 1), k1 - 1) * HEAD_DIM, g, vw[e]);
         float s[2][4];
 #pragma unroll
         for (int h = 0; h < 2; h++) {
@@ -391,6 +438,7 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
                               __byte_perm(vw[2][j], vw[3][j], 0x5410), __byte_perm(vw[2][j], vw[3][j], 0x7632)};
             mma16816(o[j], a, b0, b1);
         }
+        if (kb + 16 * DEC_WARPS < k1) load(kb + 16 * DEC_WARPS);
     }
 
     // Merge the warps' states, then the slice's (o, m, l) per query into `out` or `part`.
@@ -426,23 +474,24 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
             }
         }
         // A position past the cache has no keys: NaN, as `attention` writes it.
-        const bool bad = pos[r] >= (u32)max_ctx;
+        const bool bad_r = bad >> r & 1;
         const i64 rh = (i64)r * heads + kvh * group + n % group;
         if (ns == 1) {
-            out[rh * HEAD_DIM + c] = !bad && L > 0.0f ? O * (1.0f / L) : NAN_F32;
+            out[rh * HEAD_DIM + c] = !bad_r && L > 0.0f ? O * (1.0f / L) : NAN_F32;
             continue;
         }
-        float* pp = part + (rh * nsplit + split) * (HEAD_DIM + 2);
-        pp[c] = bad ? NAN_F32 : O;
+        float* pp = part + (rh * nsplit + split) * PSTR;
+        pp[c] = bad_r ? NAN_F32 : O;
         if (c == 0) {
-            pp[HEAD_DIM] = bad ? 0.0f : M;
-            pp[HEAD_DIM + 1] = bad ? NAN_F32 : L;
+            pp[HEAD_DIM] = bad_r ? 0.0f : M;
+            pp[HEAD_DIM + 1] = bad_r ? NAN_F32 : L;
         }
     }
     if (ns == 1) return;
 
     // The block that finishes its kv head's slices last merges them (loads bypass L1: other
-    // blocks wrote them during this launch) and sets the counter back to zero.
+    // blocks wrote them during this launch; all of a thread's slices are loaded at once up to
+    // 16) and sets the counter back to zero.
     __shared__ u32 last;
     __threadfence();
     __syncthreads();
@@ -450,26 +499,28 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int i = threadIdx.x; i < nq * half; i += blockDim.x) {
-        const int n = i / half, c = 2 * (i % half);
+    for (int i = threadIdx.x; i < nq * HEAD_DIM / 4; i += blockDim.x) {
+        const int n = i / (HEAD_DIM / 4), c = 4 * (i % (HEAD_DIM / 4));
         const i64 rh = (i64)(n / group) * heads + kvh * group + n % group;
-        const float* pp = part + rh * nsplit * (HEAD_DIM + 2);
-        float M = -INFINITY, L = 0.0f, O0 = 0.0f, O1 = 0.0f;
-#pragma unroll 4
+        const float* pp = part + rh * nsplit * PSTR;
+        float M = -INFINITY, L = 0.0f, O[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll 16
         for (int s = 0; s < ns; s++) {
-            const float2 ml = __ldcg((const float2*)(pp + s * (HEAD_DIM + 2) + HEAD_DIM));
-            const float2 ov = __ldcg((const float2*)(pp + s * (HEAD_DIM + 2) + c));
+            const float2 ml = __ldcg((const float2*)(pp + s * PSTR + HEAD_DIM));
+            const float4 ov = __ldcg((const float4*)(pp + s * PSTR + c));
             const float mn = fmaxf(M, ml.x);
             const float base = mn == -INFINITY ? 0.0f : mn;
             const float a = exp2f(M - base), b = exp2f(ml.x - base);
             L = L * a + ml.y * b;
-            O0 = O0 * a + ov.x * b;
-            O1 = O1 * a + ov.y * b;
+            O[0] = O[0] * a + ov.x * b;
+            O[1] = O[1] * a + ov.y * b;
+            O[2] = O[2] * a + ov.z * b;
+            O[3] = O[3] * a + ov.w * b;
             M = mn;
         }
         // A NaN l (a position past the cache) or no keys at all make the row NaN.
         const float inv = L > 0.0f ? 1.0f / L : NAN_F32;
-        *(float2*)(out + rh * HEAD_DIM + c) = make_float2(O0 * inv, O1 * inv);
+        *(float4*)(out + rh * HEAD_DIM + c) = make_float4(O[0] * inv, O[1] * inv, O[2] * inv, O[3] * inv);
     }
     if (threadIdx.x == 0) done[kvh] = 0;
 }

@@ -368,24 +368,16 @@ fn decode_attention_speed() {
     // shape (32 query / 8 kv heads of 128), recorded as a graph and replayed as decode runs
     // it, at KV depths from 128 to 32768: rope_attention (one launch a layer) against
     // rope_kv_write then attention. Prints microseconds per layer and the share of the
-    // device's bandwidth the keys and values read reach; fails only if the fused launch is
-    // slower than its parts by more than a microsecond a layer.
+    // device's bandwidth the keys and values read reach; fails if the fused launch is slower
+    // than its parts up to depth 2048, or by more than 5% beyond.
     let c = cuda();
     let mut rng = Rng(0xa77e);
-    let (layers, heads, kvh, d, max_ctx) = (32usize, 32usize, 8usize, 128usize, 32769usize);
-    let cache = c.alloc_cache(layers, kvh, d, max_ctx).unwrap();
+    let (layers, heads, kvh, d) = (32usize, 32usize, 8usize, 128usize);
     let chunk = 4096;
     let (k, v) = (
         buf(&c, &rng.vec(chunk * kvh * d)),
         buf(&c, &rng.vec(chunk * kvh * d)),
     );
-    for p0 in (0..max_ctx - 1).step_by(chunk) {
-        let pos: Vec<u32> = (p0 as u32..(p0 + chunk) as u32).collect();
-        c.set_step(&vec![0; chunk], &pos).unwrap();
-        for l in 0..layers {
-            c.kv_write(&cache, l, &k, &v, chunk).unwrap();
-        }
-    }
     let inv: Vec<f32> = (0..d / 2)
         .map(|i| 500000f32.powf(-2.0 * i as f32 / d as f32))
         .collect();
@@ -402,6 +394,16 @@ fn decode_attention_speed() {
     println!("|---|---|---|---|");
     let mut slower = Vec::new();
     for (i, depth) in [128usize, 640, 2048, 8192, 32768].into_iter().enumerate() {
+        // A cache of depth + 8 positions, as `lamina bench` sizes it, filled.
+        let cache = c.alloc_cache(layers, kvh, d, depth + 8).unwrap();
+        for p0 in (0..depth).step_by(chunk) {
+            let n = chunk.min(depth - p0);
+            let pos: Vec<u32> = (p0 as u32..(p0 + n) as u32).collect();
+            c.set_step(&vec![0; n], &pos).unwrap();
+            for l in 0..layers {
+                c.kv_write(&cache, l, &k, &v, n).unwrap();
+            }
+        }
         c.set_step(&[0], &[depth as u32 - 1]).unwrap();
         let mut per_layer = [0f32; 2];
         for (fused, us) in per_layer.iter_mut().enumerate() {
@@ -437,7 +439,9 @@ fn decode_attention_speed() {
             "| {depth} | {:.2} | {:.2} | {gbs:.0} |",
             per_layer[0], per_layer[1]
         );
-        if per_layer[1] > per_layer[0] + 1.0 {
+        // One launch saves a kernel boundary where attention is short; at long depths, where
+        // the keys' bytes decide, the fused launch may lose a little to its prologue.
+        if per_layer[1] > per_layer[0] * if depth <= 2048 { 1.0 } else { 1.05 } {
             slower.push(depth);
         }
         assert!(c

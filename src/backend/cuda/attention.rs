@@ -35,8 +35,17 @@ const DECODE_QUERIES: usize = 8;
 /// alone, so the grid is the same at every depth and for every cache length (a 32k cache
 /// launches no more blocks than a 4k one), and every slice is computed on the device from the
 /// step's positions. At depth d a slice has about d / splits keys.
+/// LAMINA_CUDA_DECODE_BLOCKS=1..4 sets the blocks per SM, for tuning (read once).
 pub fn decode_splits(sms: usize, kv_heads: usize) -> usize {
-    (2 * sms).div_ceil(kv_heads.max(1)).clamp(2, 64)
+    static PER_SM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let per_sm = *PER_SM.get_or_init(|| {
+        std::env::var("LAMINA_CUDA_DECODE_BLOCKS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|b| (1..=4).contains(b))
+            .unwrap_or(2)
+    });
+    (per_sm * sms).div_ceil(kv_heads.max(1)).clamp(2, 64)
 }
 
 /// Fewest keys per slice of attention_decode (min_keys in attention.cu): a context shorter
@@ -75,7 +84,9 @@ impl Cuda {
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| self.err("KV cache size overflows"))?;
         let nsplit = decode_splits(self.info.multiprocessors as usize, kv_heads);
-        let part_len = SPLIT_ROWS * kv_heads * SPLIT_GROUP * nsplit * (head_dim + 2);
+        // A slice's (o, m, l): head_dim + 2 floats in the f32 kernel's scratch, head_dim + 4
+        // in attention_decode's (PSTR: o 16-byte aligned).
+        let part_len = SPLIT_ROWS * kv_heads * SPLIT_GROUP * nsplit * (head_dim + 4);
         let k = self.dev_mem(bytes)?;
         let v = self.dev_mem(bytes)?;
         let part = self.dev_mem(part_len * 4)?;
@@ -146,7 +157,7 @@ impl Cuda {
             && t <= SPLIT_ROWS
             && group <= SPLIT_GROUP
             && group * t <= 32
-            && t * heads * cache.nsplit * (cache.head_dim + 2) <= cache.part_len
+            && t * heads * cache.nsplit * (cache.head_dim + 4) <= cache.part_len
     }
 
     /// Whether `t` rows take attention_decode (for one row, rope_attention too).
@@ -201,7 +212,7 @@ impl Cuda {
         self.launch(
             &Variant::attention_mma(cache.head_dim)?,
             name,
-            (cache.nsplit as u32, cache.kv_heads as u32, 1),
+            ((cache.nsplit * cache.kv_heads) as u32, 1, 1),
             (128, 1, 1),
             0,
             &mut [
