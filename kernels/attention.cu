@@ -235,7 +235,7 @@ __device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1)
 #define DKS (HEAD_DIM / 16)
 #define QSTR (HEAD_DIM + 8)
 #define PSTR (HEAD_DIM + 4)  // floats of a slice's (o, m, l) in `part`: o 16-byte aligned
-#define QI ((NQ_MAX * HEAD_DIM / 2 + 32 * DEC_WARPS - 1) / (32 * DEC_WARPS))  // q pairs a thread
+#define QI ((NQ_MAX * HEAD_DIM / 2 + 32 * DEC_WARPS - 1) / (32 * DEC_WARPS))  // q pairs a thread, at most
 
 // Dims vdim(j, g) and + 1: lane g's word j of a V row, O^T's tile j. 64-dim parts as
 // 16-byte loads (dims 64h + 8g..+7), the rest as 4-byte ones.
@@ -254,6 +254,15 @@ __device__ __forceinline__ void v_words(const u16* row, int g, u32* w) {
     }
 #pragma unroll
     for (int j = HEAD_DIM / 64 * 4; j < DKS; j++) w[j] = *(const u32*)(row + 16 * j + 2 * g);
+}
+
+// Query n (< NQ_MAX) of a block is row r = n / group, head h = n % group of its kv head;
+// by comparisons, as n is small (no division by a run-time group, no branch).
+__device__ __forceinline__ void query_head(int n, int group, int& r, int& h) {
+    r = 0;
+#pragma unroll
+    for (int k = 1; k < NQ_MAX; k++) r += n >= k * group;
+    h = n - r * group;
 }
 
 template <bool ROPE>
@@ -313,39 +322,54 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     const int half = HEAD_DIM / 2;
     const u32 p = pos[0];
     // Lane g's query sees keys 0..=qpos.
-    const int qpos = g < nq ? (int)min(pos[g / group], (u32)max_ctx - 1) : -1;
+    int qpos = -1;
+    if (g < nq) {
+        int r, h;
+        query_head(g, group, r, h);
+        qpos = (int)min(pos[r], (u32)max_ctx - 1);
+    }
+    // The thread's pair is threadIdx.x % half in every round when half divides the block
+    // (head sizes 64 and 128): rope_attention then computes its factors once.
+    constexpr bool ONE_C = (32 * DEC_WARPS) % (HEAD_DIM / 2) == 0;
     float qx[QI][2], qf[QI];
 #pragma unroll
     for (int it = 0; it < QI; it++) {
         const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
         const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
         qx[it][0] = qx[it][1] = qf[it] = 0.0f;
-        if (i < NQ_MAX * half && n < nq) {
-            const float* qh = q + ((i64)(n / group) * heads + kvh * group + n % group) * HEAD_DIM;
+        if (n < nq) {
+            int r, h;
+            query_head(n, group, r, h);
+            const float* qh = q + ((i64)r * heads + kvh * group + h) * HEAD_DIM;
             qx[it][0] = qh[c0];
             qx[it][1] = qh[c1];
-            if (ROPE) qf[it] = inv_freq[c];
+            if (ROPE && !ONE_C) qf[it] = inv_freq[c];
         }
     }
     // The block of the step's position stores its rotated key and value: pair threadIdx.x.
     const bool stores = ROPE && (int)p >= k0 && (int)p < k1 && p < (u32)max_ctx && (int)threadIdx.x < half;
     const int s0 = ROPE && neox ? threadIdx.x : 2 * threadIdx.x, s1 = ROPE && neox ? s0 + half : s0 + 1;
-    float kx[2] = {0.0f, 0.0f}, vx[2] = {0.0f, 0.0f}, kf = 0.0f;
+    float kx[2] = {0.0f, 0.0f}, vx[2] = {0.0f, 0.0f};
     if (stores) {
         const float *kh = kn + (i64)kvh * HEAD_DIM, *vh = vn + (i64)kvh * HEAD_DIM;
         kx[0] = kh[s0];
         kx[1] = kh[s1];
         vx[0] = vh[s0];
         vx[1] = vh[s1];
-        kf = inv_freq[threadIdx.x];
     }
+    float rc = 0.0f, rs = 0.0f;  // rope's factors of pair threadIdx.x % half
+    if (ROPE) rope_cs((float)p, inv_freq[threadIdx.x % half], rope_scale, rc, rs);
 #pragma unroll
     for (int it = 0; it < QI; it++) {
         const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
         const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
-        if (i < NQ_MAX * half) {
+        if (n < nq) {
             float x0 = qx[it][0], x1 = qx[it][1];
-            if (ROPE && n < nq) rope_rotate(x0, x1, (float)p, qf[it], rope_scale, x0, x1);
+            if (ROPE) {
+                float fc = rc, fs = rs;
+                if (!ONE_C) rope_cs((float)p, qf[it], rope_scale, fc, fs);
+                rope_apply(x0, x1, fc, fs, x0, x1);
+            }
             qs[n][c0] = f32_to_f16(x0 * qscale);
             qs[n][c1] = f32_to_f16(x1 * qscale);
         }
@@ -353,7 +377,7 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     if (stores) {
         const i64 dst = head0 + (i64)p * HEAD_DIM;
         float y0, y1;
-        rope_rotate(kx[0], kx[1], (float)p, kf, rope_scale, y0, y1);
+        rope_apply(kx[0], kx[1], rc, rs, y0, y1);
         kvs[0][s0] = kc[dst + s0] = f32_to_f16(y0);
         kvs[0][s1] = kc[dst + s1] = f32_to_f16(y1);
         kvs[1][s0] = vc[dst + s0] = f32_to_f16(vx[0]);
@@ -361,10 +385,11 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     }
     __syncthreads();
 
+    // Rows past nq of Q are zeros (they were never staged).
     u32 qa[DKS][2];
 #pragma unroll
     for (int kk = 0; kk < DKS; kk++) {
-        const uint2 w = *(const uint2*)&qs[g][16 * kk + 4 * tig];
+        const uint2 w = g < nq ? *(const uint2*)&qs[g][16 * kk + 4 * tig] : make_uint2(0u, 0u);
         qa[kk][0] = w.x;
         qa[kk][1] = w.y;
     }
@@ -459,23 +484,34 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
         }
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < nq * HEAD_DIM; i += blockDim.x) {
-        const int n = i / HEAD_DIM, c = i % HEAD_DIM, r = n / group;
-        float M = -INFINITY;
+    // Each query's weights of the warps' states (thread n), then each output one pass of FMAs.
+    __shared__ float wsc[DEC_WARPS][NQ_MAX], qml[NQ_MAX][2];
+    if ((int)threadIdx.x < nq) {
+        const int n = threadIdx.x;
+        float M = -INFINITY, L = 0.0f;
 #pragma unroll
         for (int w = 0; w < DEC_WARPS; w++) M = fmaxf(M, ms[w][n]);
-        float L = 0.0f, O = 0.0f;
-        if (M != -INFINITY) {
 #pragma unroll
-            for (int w = 0; w < DEC_WARPS; w++) {
-                const float e = exp2f(ms[w][n] - M);
-                L += ls[w][n] * e;
-                O += os[w][n][c] * e;
-            }
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float e = M == -INFINITY ? 0.0f : exp2f(ms[w][n] - M);
+            wsc[w][n] = e;
+            L += ls[w][n] * e;
         }
+        qml[n][0] = M;
+        qml[n][1] = L;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < nq * HEAD_DIM; i += blockDim.x) {
+        const int n = i / HEAD_DIM, c = i % HEAD_DIM;
+        int r, h;
+        query_head(n, group, r, h);
+        float O = 0.0f;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) O += os[w][n][c] * wsc[w][n];
+        const float M = qml[n][0], L = qml[n][1];
         // A position past the cache has no keys: NaN, as `attention` writes it.
         const bool bad_r = bad >> r & 1;
-        const i64 rh = (i64)r * heads + kvh * group + n % group;
+        const i64 rh = (i64)r * heads + kvh * group + h;
         if (ns == 1) {
             out[rh * HEAD_DIM + c] = !bad_r && L > 0.0f ? O * (1.0f / L) : NAN_F32;
             continue;
@@ -499,28 +535,51 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     __syncthreads();
     if (!last) return;
     __threadfence();
+    // Warp per query: the slices' weights (a lane per slice) and 1 / l into sw; then each
+    // output one pass of FMAs.
+    __shared__ float sw[NQ_MAX][65];
+    for (int n = warp; n < nq; n += DEC_WARPS) {
+        int r, h;
+        query_head(n, group, r, h);
+        const float* pp = part + ((i64)r * heads + kvh * group + h) * nsplit * PSTR;
+        float2 ml[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int s = lane + WARP * i;
+            ml[i] = s < ns ? __ldcg((const float2*)(pp + s * PSTR + HEAD_DIM)) : make_float2(-INFINITY, 0.0f);
+        }
+        const float M = warp_max(fmaxf(ml[0].x, ml[1].x));
+        float L = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int s = lane + WARP * i;
+            const float e = ml[i].x == -INFINITY ? 0.0f : exp2f(ml[i].x - M);
+            if (s < ns) sw[n][s] = e;
+            L += ml[i].y * e;
+        }
+        L = warp_sum(L);
+        // A NaN l (a position past the cache) or no keys at all make the row NaN.
+        if (lane == 0) sw[n][64] = L > 0.0f ? 1.0f / L : NAN_F32;
+    }
+    __syncthreads();
     for (int i = threadIdx.x; i < nq * HEAD_DIM / 4; i += blockDim.x) {
         const int n = i / (HEAD_DIM / 4), c = 4 * (i % (HEAD_DIM / 4));
-        const i64 rh = (i64)(n / group) * heads + kvh * group + n % group;
-        const float* pp = part + rh * nsplit * PSTR;
-        float M = -INFINITY, L = 0.0f, O[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        int r, h;
+        query_head(n, group, r, h);
+        const i64 rh = (i64)r * heads + kvh * group + h;
+        const float* pp = part + rh * nsplit * PSTR + c;
+        float4 O = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll 16
         for (int s = 0; s < ns; s++) {
-            const float2 ml = __ldcg((const float2*)(pp + s * PSTR + HEAD_DIM));
-            const float4 ov = __ldcg((const float4*)(pp + s * PSTR + c));
-            const float mn = fmaxf(M, ml.x);
-            const float base = mn == -INFINITY ? 0.0f : mn;
-            const float a = exp2f(M - base), b = exp2f(ml.x - base);
-            L = L * a + ml.y * b;
-            O[0] = O[0] * a + ov.x * b;
-            O[1] = O[1] * a + ov.y * b;
-            O[2] = O[2] * a + ov.z * b;
-            O[3] = O[3] * a + ov.w * b;
-            M = mn;
+            const float4 ov = __ldcg((const float4*)(pp + s * PSTR));
+            const float e = sw[n][s];
+            O.x = fmaf(ov.x, e, O.x);
+            O.y = fmaf(ov.y, e, O.y);
+            O.z = fmaf(ov.z, e, O.z);
+            O.w = fmaf(ov.w, e, O.w);
         }
-        // A NaN l (a position past the cache) or no keys at all make the row NaN.
-        const float inv = L > 0.0f ? 1.0f / L : NAN_F32;
-        *(float4*)(out + rh * HEAD_DIM + c) = make_float4(O[0] * inv, O[1] * inv, O[2] * inv, O[3] * inv);
+        const float inv = sw[n][64];
+        *(float4*)(out + rh * HEAD_DIM + c) = make_float4(O.x * inv, O.y * inv, O.z * inv, O.w * inv);
     }
     if (threadIdx.x == 0) done[kvh] = 0;
 }

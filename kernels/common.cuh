@@ -50,15 +50,16 @@ __device__ __forceinline__ void pdl_begin() {
 #endif
 }
 
-// (x0, x1) rotated by the angle p * f, cos and sin scaled by `scale`: rope.cu and the fused
-// rope_attention (attention.cu) share it, so both give the same bits (each product rounded
-// on its own, not left to the compiler's contraction).
-__device__ __forceinline__ void rope_rotate(float x0, float x1, float p, float f, float scale, float& y0,
-                                            float& y1) {
-    float s, c;
+// rope's factors for angle p * f, scaled by `scale`, and (x0, x1) rotated by them: rope.cu
+// and the fused rope_attention (attention.cu) share them, so both give the same bits (each
+// product rounded on its own, not left to the compiler's contraction).
+__device__ __forceinline__ void rope_cs(float p, float f, float scale, float& c, float& s) {
     sincosf(__fmul_rn(p, f), &s, &c);
     c = __fmul_rn(c, scale);
     s = __fmul_rn(s, scale);
+}
+
+__device__ __forceinline__ void rope_apply(float x0, float x1, float c, float s, float& y0, float& y1) {
     y0 = fmaf(x0, c, -__fmul_rn(x1, s));
     y1 = fmaf(x0, s, __fmul_rn(x1, c));
 }

@@ -16,8 +16,9 @@ __device__ __forceinline__ void rope_head(float* xh, const float* __restrict__ i
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         const int i0 = neox ? i : 2 * i;
         const int i1 = neox ? i + half : 2 * i + 1;
-        float y0, y1;
-        rope_rotate(xh[i0], xh[i1], p, inv_freq[i], scale, y0, y1);
+        float c, s, y0, y1;
+        rope_cs(p, inv_freq[i], scale, c, s);
+        rope_apply(xh[i0], xh[i1], c, s, y0, y1);
         xh[i0] = y0;
         xh[i1] = y1;
         if (kc) {
