@@ -231,7 +231,9 @@ __device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1)
 }
 
 #define NQ_MAX 8
-#define DEC_WARPS 4
+#ifndef DEC_WARPS
+#define DEC_WARPS 4  // the host compiles with its choice (nvrtc::decode_warps)
+#endif
 #define DKS (HEAD_DIM / 16)
 #define QSTR (HEAD_DIM + 8)
 #define PSTR (HEAD_DIM + 4)  // floats of a slice's (o, m, l) in `part`: o 16-byte aligned
@@ -299,9 +301,9 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     // A step's K and V words; keys past the slice read its last key instead (their scores
     // are masked). The warp's first step is loaded before Q is staged, so that the two
     // round trips overlap.
-    uint2 kw[2][DKS];
-    u32 vw[4][DKS];
-    auto load = [&](int kb) {
+    uint2 kwa[2][DKS], kwb[2][DKS];
+    u32 vwa[4][DKS], vwb[4][DKS];
+    auto load = [&](int kb, uint2 (&kw)[2][DKS], u32 (&vw)[4][DKS]) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const u16* row = kb_ptr + (i64)min(kb + 8 * h + g, k1 - 1) * HEAD_DIM + 4 * tig;
@@ -312,8 +314,11 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
         for (int e = 0; e < 4; e++)
             v_words(vb_ptr + (i64)min(kb + 2 * tig + (e & 1) + 8 * (e >> 1), k1 - 1) * HEAD_DIM, g, vw[e]);
     };
+    // Two steps in flight: the next one loads while this one is computed.
+    constexpr int S = 16 * DEC_WARPS;
     int kb = k0 + 16 * warp;
-    if (kb < k1) load(kb);
+    if (kb < k1) load(kb, kwa, vwa);
+    if (kb + S < k1) load(kb + S, kwb, vwb);
 
     // Q (rotated first in rope_attention) as f16 times scale * log2 e; pair c of a head is
     // dims (2c, 2c + 1), or (c, c + HEAD_DIM / 2) for neox, as rope_kv_write pairs them.
@@ -397,7 +402,7 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
 #pragma unroll
     for (int j = 0; j < DKS; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 
-    for (; kb < k1; kb += 16 * DEC_WARPS) {
+    auto step = [&](int kb, uint2 (&kw)[2][DKS], u32 (&vw)[4][DKS]) {
         if (ROPE && (int)p >= kb && (int)p < kb + 16) {
             // This block stored the step's key and value after loading them: take them from
             // shared memory (the lanes that hold key p).
@@ -463,7 +468,13 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
                               __byte_perm(vw[2][j], vw[3][j], 0x5410), __byte_perm(vw[2][j], vw[3][j], 0x7632)};
             mma16816(o[j], a, b0, b1);
         }
-        if (kb + 16 * DEC_WARPS < k1) load(kb + 16 * DEC_WARPS);
+    };
+    for (; kb < k1; kb += 2 * S) {
+        step(kb, kwa, vwa);
+        if (kb + 2 * S < k1) load(kb + 2 * S, kwa, vwa);
+        if (kb + S >= k1) break;
+        step(kb + S, kwb, vwb);
+        if (kb + 3 * S < k1) load(kb + 3 * S, kwb, vwb);
     }
 
     // Merge the warps' states, then the slice's (o, m, l) per query into `out` or `part`.
@@ -593,12 +604,12 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     q, kn, vn, inv_freq, rope_scale, neox, kc, vc, pos, part, t, heads, kv_heads, max_ctx, nsplit, scale, out, done, min_keys
 
 // kn, vn, inv_freq, rope_scale and neox are not read.
-extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2) attention_decode(DECODE_PARAMS) {
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 8 / DEC_WARPS) attention_decode(DECODE_PARAMS) {
     decode<false>(DECODE_ARGS);
 }
 
 // One row (t = 1, checked by the host).
-extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 2) rope_attention(DECODE_PARAMS) {
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS, 8 / DEC_WARPS) rope_attention(DECODE_PARAMS) {
     decode<true>(DECODE_ARGS);
 }
 

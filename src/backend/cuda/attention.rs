@@ -215,7 +215,7 @@ impl Cuda {
             &Variant::attention_mma(cache.head_dim)?,
             name,
             ((cache.nsplit * cache.kv_heads) as u32, 1, 1),
-            (128, 1, 1),
+            ((32 * nvrtc::decode_warps()) as u32, 1, 1),
             0,
             &mut [
                 arg(&qp),

@@ -110,6 +110,20 @@ pub fn gemv_digits(dtype: DType) -> bool {
         )
 }
 
+/// Warps per block of attention_decode (DEC_WARPS in attention.cu): 4 by default;
+/// LAMINA_CUDA_DECODE_WARPS=8 takes 8 (then one block per SM fits; pair it with
+/// LAMINA_CUDA_DECODE_BLOCKS=1), for tuning (read once).
+pub fn decode_warps() -> usize {
+    static WARPS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *WARPS.get_or_init(|| {
+        std::env::var("LAMINA_CUDA_DECODE_WARPS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|w| [4, 8].contains(w))
+            .unwrap_or(4)
+    })
+}
+
 /// Chunk slots per warp of the GGUF GEMV (NSLOT in matmul.cu): chunks in flight while one
 /// is computed, plus one. LAMINA_CUDA_GEMV_SLOTS=2..8 overrides, for tuning (read once).
 pub fn gemv_slots() -> usize {
@@ -315,7 +329,10 @@ impl Variant {
         }
         Ok(Variant {
             file: "attention.cu",
-            defines: vec![format!("HEAD_DIM={head_dim}")],
+            defines: vec![
+                format!("HEAD_DIM={head_dim}"),
+                format!("DEC_WARPS={}", decode_warps()),
+            ],
             entries: &[
                 "attention",
                 "attention_combine",
