@@ -14,13 +14,15 @@
 //! - matmul: `matmul_gemv` for up to 8 tokens (decode), cuBLASLt for more (matmul.rs);
 //!   `matmul_group` (q/k/v, gate/up) is one launch in decode. W8A8: matmul_i8.rs.
 //!   Attention: tensor cores for prefill (head sizes 64/80/96/128), an f32 flash kernel
-//!   otherwise; decode rows split over the keys (attention_decode for those head sizes),
-//!   with a split count fixed by the device, not the cache (ops.rs, kernels/attention.cu).
+//!   otherwise; decode rows split over the keys (attention_decode on tensor cores for those
+//!   head sizes), with a split count fixed by the device, not the cache (attention.rs,
+//!   kernels/attention.cu).
 //! - Decode fusions (each launch saved is a kernel boundary saved, about 4 us on an H100):
 //!   SwiGLU in the gate/up GEMV's store; the residual add in the o and down GEMVs' store
 //!   (`matmul_add`; cuBLASLt's beta for prefill); for GGUF weights the RMSNorm in the next
-//!   GEMV's staging of x (`norm_matmul_group`, `norm_matmul_swiglu`); rope with the KV-cache
-//!   write (`rope_kv_write`); split decode attention merged in its own last block.
+//!   GEMV's staging of x (`norm_matmul_group`, `norm_matmul_swiglu`); rope, the KV-cache
+//!   store and decode attention in one launch (`rope_attention`; `rope_kv_write` where the
+//!   step is not one decode row); split decode attention merged in its own last block.
 //! - Environment: LAMINA_CUDA_SYNC=1 synchronizes after every launch and names a kernel that
 //!   faults; LAMINA_CUDA_ATTN=f32 keeps prefill attention off tensor cores;
 //!   LAMINA_CUDA_MATMUL=exact gives cuBLASLt x as two 16-bit halves (f32-accurate prefill,
