@@ -285,6 +285,38 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     const int group = heads / kv_heads, nq = t * group;
     const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane >> 2, tig = lane & 3;
 
+    // Everything that does not need the positions is loaded before them (the step's queries,
+    // key, value and rope frequencies), so that its round trip overlaps theirs.
+    const int half = HEAD_DIM / 2;
+    // The thread's pair is threadIdx.x % half in every round when half divides the block
+    // (head sizes 64 and 128): rope_attention then computes its factors once.
+    constexpr bool ONE_C = (32 * DEC_WARPS) % (HEAD_DIM / 2) == 0;
+    float qx[QI][2], qf[QI];
+#pragma unroll
+    for (int it = 0; it < QI; it++) {
+        const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
+        const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
+        qx[it][0] = qx[it][1] = qf[it] = 0.0f;
+        if (n < nq) {
+            int r, h;
+            query_head(n, group, r, h);
+            const float* qh = q + ((i64)r * heads + kvh * group + h) * HEAD_DIM;
+            qx[it][0] = qh[c0];
+            qx[it][1] = qh[c1];
+            if (ROPE && !ONE_C) qf[it] = inv_freq[c];
+        }
+    }
+    const int s0 = ROPE && neox ? threadIdx.x : 2 * threadIdx.x, s1 = ROPE && neox ? s0 + half : s0 + 1;
+    float kx[2] = {0.0f, 0.0f}, vx[2] = {0.0f, 0.0f}, rf = 0.0f;
+    if (ROPE && (int)threadIdx.x < half) {
+        const float *kh = kn + (i64)kvh * HEAD_DIM, *vh = vn + (i64)kvh * HEAD_DIM;
+        kx[0] = kh[s0];
+        kx[1] = kh[s1];
+        vx[0] = vh[s0];
+        vx[1] = vh[s1];
+    }
+    if (ROPE) rf = inv_freq[threadIdx.x % half];
+
     u32 mx = 0, bad = 0;  // bit r: row r's position is past the cache
     for (int r = 0; r < t; r++) {
         mx = max(mx, pos[r] + 1);
@@ -324,7 +356,6 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     // dims (2c, 2c + 1), or (c, c + HEAD_DIM / 2) for neox, as rope_kv_write pairs them.
     // Every load is issued before any rotation: one round trip, not one per pair.
     const float qscale = scale * 1.4426950408889634f;
-    const int half = HEAD_DIM / 2;
     const u32 p = pos[0];
     // Lane g's query sees keys 0..=qpos.
     int qpos = -1;
@@ -333,37 +364,10 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
         query_head(g, group, r, h);
         qpos = (int)min(pos[r], (u32)max_ctx - 1);
     }
-    // The thread's pair is threadIdx.x % half in every round when half divides the block
-    // (head sizes 64 and 128): rope_attention then computes its factors once.
-    constexpr bool ONE_C = (32 * DEC_WARPS) % (HEAD_DIM / 2) == 0;
-    float qx[QI][2], qf[QI];
-#pragma unroll
-    for (int it = 0; it < QI; it++) {
-        const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
-        const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
-        qx[it][0] = qx[it][1] = qf[it] = 0.0f;
-        if (n < nq) {
-            int r, h;
-            query_head(n, group, r, h);
-            const float* qh = q + ((i64)r * heads + kvh * group + h) * HEAD_DIM;
-            qx[it][0] = qh[c0];
-            qx[it][1] = qh[c1];
-            if (ROPE && !ONE_C) qf[it] = inv_freq[c];
-        }
-    }
     // The block of the step's position stores its rotated key and value: pair threadIdx.x.
     const bool stores = ROPE && (int)p >= k0 && (int)p < k1 && p < (u32)max_ctx && (int)threadIdx.x < half;
-    const int s0 = ROPE && neox ? threadIdx.x : 2 * threadIdx.x, s1 = ROPE && neox ? s0 + half : s0 + 1;
-    float kx[2] = {0.0f, 0.0f}, vx[2] = {0.0f, 0.0f};
-    if (stores) {
-        const float *kh = kn + (i64)kvh * HEAD_DIM, *vh = vn + (i64)kvh * HEAD_DIM;
-        kx[0] = kh[s0];
-        kx[1] = kh[s1];
-        vx[0] = vh[s0];
-        vx[1] = vh[s1];
-    }
     float rc = 0.0f, rs = 0.0f;  // rope's factors of pair threadIdx.x % half
-    if (ROPE) rope_cs((float)p, inv_freq[threadIdx.x % half], rope_scale, rc, rs);
+    if (ROPE) rope_cs((float)p, rf, rope_scale, rc, rs);
 #pragma unroll
     for (int it = 0; it < QI; it++) {
         const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
