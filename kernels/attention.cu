@@ -193,10 +193,10 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part, flo
 
 #ifdef HEAD_DIM
 // attention_decode: attention of a decode step's few query rows on tensor cores, split over
-// the keys. Block split * kv_heads + kv head, DEC_WARPS warps; the block's queries are the t rows x
-// `group` query heads of its kv head (nq = t * group <= NQ_MAX, checked by the host), rows of
-// an m16n8k16 product (rows nq..15 are zeros). A warp takes 16 keys a step, with K and V
-// straight from the cache into registers:
+// the keys. Block split * kv_heads + kv head, DEC_WARPS warps; the block's queries are the t
+// rows x `group` query heads of its kv head (nq = t * group <= NQ_MAX, checked by the host),
+// rows of an m16n8k16 product (rows nq..15 are zeros). A warp takes 16 keys a step, two steps
+// in flight, with K and V straight from the cache into registers:
 // - S = Q K^T as two 16 x 8 tiles. Lane (g, tig) holds key g's dims 16kk + 4tig..+3 as its B
 //   fragment of k-step kk; Q's A fragment takes the same dims (a permutation of k that the
 //   product does not see), from shared memory where the block put Q as f16, prescaled by
@@ -211,7 +211,7 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part, flo
 // fewer slices than the grid has (ns, of at least min_keys keys, none empty; the other blocks
 // return at once): one slice writes `out` itself; with more, each writes its (o, m, l) to
 // `part` and the last block of a kv head to finish merges them into `out` (a counter per kv
-// head in `done`), loading every slice's numbers for its outputs at once.
+// head in `done`): a warp per query weighs the slices, then each output is one pass of FMAs.
 // rope_attention (one row) is rope_kv_write and attention_decode in one launch: every block
 // rotates the query heads it needs itself, and the block of the slice with the step's
 // position rotates the key and stores it and the value into the cache; that block's lanes
@@ -331,7 +331,7 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     const u16* kb_ptr = kc + head0;
     const u16* vb_ptr = vc + head0;
     // A step's K and V words; keys past the slice read its last key instead (their scores
-    // are masked). The warp's first step is loaded before Q is staged, so that the two
+    // are masked). The warp's first two steps are loaded before Q is staged, so that the
     // round trips overlap.
     uint2 kwa[2][DKS], kwb[2][DKS];
     u32 vwa[4][DKS], vwb[4][DKS];
