@@ -121,7 +121,6 @@ impl Cuda {
     }
 
     /// Checks an attention step's shapes and buffers; the query heads per kv head.
-    #[allow(clippy::too_many_arguments)]
     fn attention_checks(
         &self,
         q: &CudaBuf,
@@ -298,14 +297,13 @@ impl Cuda {
         if t == 0 {
             return Ok(());
         }
-        self.attention_checks(q, cache, layer, out, t, heads)?;
+        let group = self.attention_checks(q, cache, layer, out, t, heads)?;
         if self.decodes(cache, t, heads, path) {
             return self.launch_decode(q, cache, layer, out, t, heads, scale, None);
         }
         let (kvh, d) = (cache.kv_heads, cache.head_dim);
         let (_, pos) = self.step_ptrs()?;
         let split = self.splits(cache, t, heads);
-        let group = heads / kvh;
         let off = cache.layer_offset(layer);
         let (qp, kc, vc, op, pp) = (
             q.ptr(),
