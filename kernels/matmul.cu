@@ -558,7 +558,10 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row, i64 row_b
     if ((u32)(nw * NSLOT * NR * slot_row) + (XS ? 4u * (u32)(T * xstride + 36) : 16u) > given) __trap();
 
     Stream s;
-    s.first = blockIdx.x * nw + warp;
+    // Warp-major: a launch whose row pairs do not divide evenly among its warps gives the
+    // extra pairs to a few warps of every block, not to every warp of the first blocks, so
+    // no SM sits idle while others finish a last round.
+    s.first = warp * gridDim.x + blockIdx.x;
     s.step = gridDim.x * nw;
     s.nch = (nunits + CU - 1) / CU;
     s.nunits = nunits;
