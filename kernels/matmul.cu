@@ -637,11 +637,13 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row, i64 row_b
 extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv(GEMV_PARAMS, int slot_row, i64 row_bytes2) {
     gemv_blocks<1, true>(GEMV_ARGS, slot_row, row_bytes2);
 }
-// Up to MAX_T tokens need more registers; one block per SM is enough for these rarer launches.
-extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_t8(GEMV_PARAMS, int slot_row, i64 row_bytes2) {
+// Up to MAX_T tokens need more registers (about 160): at most 8 warps a block (the host
+// launches no more), one block per SM, enough for these rarer launches.
+#define WARPS_T8 (WARPS < 8 ? WARPS : 8)
+extern "C" __global__ void __launch_bounds__(32 * WARPS_T8, 1) matmul_gemv_t8(GEMV_PARAMS, int slot_row, i64 row_bytes2) {
     gemv_blocks<MAX_T, true>(GEMV_ARGS, slot_row, row_bytes2);
 }
-extern "C" __global__ void __launch_bounds__(32 * WARPS, 1) matmul_gemv_xg(GEMV_PARAMS, int slot_row, i64 row_bytes2) {
+extern "C" __global__ void __launch_bounds__(32 * WARPS_T8, 1) matmul_gemv_xg(GEMV_PARAMS, int slot_row, i64 row_bytes2) {
     gemv_blocks<MAX_T, false>(GEMV_ARGS, slot_row, row_bytes2);
 }
 

@@ -531,14 +531,17 @@ impl Cuda {
         t: usize,
     ) -> (usize, bool, usize) {
         let pairs = rows.div_ceil(GEMV_ROWS);
-        // Eight warps per block, fewer when that would leave SMs idle (the k and v
-        // projections of GQA models have only a few hundred rows): plain types want two
-        // blocks per SM; GGUF blocks one, since every block stages all of x.
+        // Eight warps per block (GGUF: gemv_warps), fewer when that would leave SMs idle (the
+        // k and v projections of GQA models have only a few hundred rows): plain types want
+        // two blocks per SM; GGUF blocks one, since every block stages all of x.
         let sms = self.info.multiprocessors as usize;
         let quantized = c.dtype.is_quantized();
         let want = if quantized { sms } else { 2 * sms };
-        let mut warps = if quantized {
+        let mut warps = if quantized && t == 1 {
             nvrtc::gemv_warps()
+        } else if quantized {
+            // matmul_gemv_t8's launch bound (WARPS_T8): its f32 products need ~160 registers.
+            nvrtc::gemv_warps().min(8)
         } else {
             GEMV_WARPS
         };

@@ -137,16 +137,19 @@ pub fn gemv_slots() -> usize {
     })
 }
 
-/// Most warps per block of the GGUF GEMV (WARPS in matmul.cu, its launch bound: 8).
-/// LAMINA_CUDA_GEMV_WARPS=2|4|16 sets it, for tuning (read once).
+/// Most warps per block of the GGUF GEMV (WARPS in matmul.cu, its launch bound): 16, one
+/// block an SM where the slots fit (Q4_K_M tg128 376.1 against 370.5 with 8 on an H100,
+/// one run: an SM stages x once instead of twice; Q8_0's slots fit only 8, unchanged).
+/// Several tokens (matmul_gemv_t8) take at most 8. LAMINA_CUDA_GEMV_WARPS=2|4|8 sets it,
+/// for tuning (read once).
 pub fn gemv_warps() -> usize {
     static WARPS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *WARPS.get_or_init(|| {
         std::env::var("LAMINA_CUDA_GEMV_WARPS")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
-            .filter(|w| [2, 4, 16].contains(w))
-            .unwrap_or(8)
+            .filter(|w| [2, 4, 8].contains(w))
+            .unwrap_or(16)
     })
 }
 
