@@ -33,6 +33,7 @@
 pub mod attention;
 mod backend;
 pub mod blas;
+mod gemv;
 pub mod graph;
 pub mod libs;
 pub mod matmul;
