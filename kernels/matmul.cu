@@ -245,7 +245,7 @@ typedef FMT Fmt2;
 // Floats of x per unit in shared memory: 32 and 4 of padding (f32 path), or 20 as digits
 // (dp4a path: 64 bytes of digits, 3 floats, 1 of padding; lanes reading consecutive units
 // 80 bytes apart hit distinct banks in each 128-byte phase). The host sizes shared memory
-// by the same rule (gemv_shape in matmul.rs); the kernel checks it.
+// by the same rule (gemv_shape in gemv.rs); the kernel checks it.
 #define XU 36
 #define XD 20
 

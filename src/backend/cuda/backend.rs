@@ -1,5 +1,5 @@
 //! `Backend` for `Cuda`: each trait op checked and launched by its `op_*` method (ops.rs,
-//! matmul.rs, attention.rs), memory and recordings by the device code in mod.rs.
+//! matmul.rs, gemv.rs, attention.rs), memory and recordings by the device code in mod.rs.
 
 use super::{cuda_err, matmul, ops, support_table, Cuda, CudaBuf, CudaCache, CudaWeight};
 use crate::backend::{Backend, MemInfo, RopeLayout, SupportTable, WeightView};

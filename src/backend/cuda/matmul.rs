@@ -61,7 +61,7 @@ pub struct Scratch {
 /// What a matmul_gemv launch does around its product (FUSE_* in matmul.cu): `add` adds it
 /// to the output (a residual add); `norm` (weight address, dtype code 0 F32 / 1 F16 / 2 BF16,
 /// eps) multiplies rms_norm(x) * weight instead of x, for one token of a GGUF weight whose x
-/// fits in shared memory (`gemv_norm_ok`); `swiglu` stores silu(gate) * up.
+/// fits in shared memory (`norm_fuse`); `swiglu` stores silu(gate) * up.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Fuse {
     pub add: bool,

@@ -11,8 +11,9 @@
 //!   f16's range in these models). Layout per layer [kv_heads][max_ctx][head_dim].
 //! - `set_step` places ids and positions on the device; every op reads them from there, so a
 //!   decode step is the same launches each time and `record` replays it as a CUDA graph.
-//! - matmul: `matmul_gemv` for up to 8 tokens (decode), cuBLASLt for more (matmul.rs);
-//!   `matmul_group` (q/k/v, gate/up) is one launch in decode. W8A8: matmul_i8.rs.
+//! - matmul: `matmul_gemv` for up to 8 tokens (decode; its launch in gemv.rs), cuBLASLt for
+//!   more (matmul.rs); `matmul_group` (q/k/v, gate/up) is one launch in decode. W8A8:
+//!   matmul_i8.rs.
 //!   Attention: tensor cores for prefill (head sizes 64/80/96/128), an f32 flash kernel
 //!   otherwise; decode rows split over the keys (attention_decode on tensor cores for those
 //!   head sizes), with a split count fixed by the device, not the cache (attention.rs,

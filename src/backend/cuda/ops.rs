@@ -1,5 +1,6 @@
-//! Launches of every op but matmul (matmul.rs) and attention (attention.rs): argument checks
-//! on the host, then one kernel of `kernels/<op>.cu`. A check that fails is an error before anything is enqueued.
+//! Launches of every op but matmul (matmul.rs, gemv.rs) and attention (attention.rs):
+//! argument checks on the host, then one kernel of `kernels/<op>.cu`. A check that fails is
+//! an error before anything is enqueued.
 
 pub use super::attention::{decode_splits, AttnPath, ATTN_MAX_D, SPLIT_GROUP, SPLIT_ROWS};
 use super::nvrtc::Variant;
