@@ -1,17 +1,15 @@
 //! The decode product, matmul_gemv (kernels/matmul.cu): its launch shape (warps, x in shared
-//! memory or not, a persistent grid, a thread-block cluster for x's digits) and its launch.
+//! memory or not, a persistent grid) and its launch.
 
 use super::matmul::{Checked, Fuse, MAX_T};
 use super::nvrtc::{self, Variant};
-use super::ops::arg;
+use super::ops::{arg, SMEM_DEFAULT};
 use super::{Cuda, CudaBuf};
 use crate::error::Result;
 
 /// Warps per block of matmul_gemv (WARPS in matmul.cu) and rows per warp (NR).
 const GEMV_WARPS: usize = 8;
 pub(super) const GEMV_ROWS: usize = 2;
-/// Shared memory a kernel may use without opting in.
-const SMEM_DEFAULT: usize = 48 << 10;
 
 /// One weight of a (grouped) matmul_gemv launch: its first row, its output, its rows.
 #[derive(Clone, Copy, Debug)]
@@ -187,7 +185,7 @@ impl Cuda {
         }
         let entry = if xs { entry } else { "matmul_gemv_xg" };
         let optin = self.info.smem_optin as usize;
-        if smem > optin.max(SMEM_DEFAULT) {
+        if smem > optin.max(SMEM_DEFAULT as usize) {
             return Err(self.err(format!(
                 "matmul_gemv of {} needs {smem} bytes of shared memory; {} allows {optin}",
                 c.dtype, self.info.name

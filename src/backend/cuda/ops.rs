@@ -17,7 +17,7 @@ pub(crate) fn arg<T>(v: &T) -> *mut c_void {
 }
 
 /// Dynamic shared memory a kernel may use without opting in.
-const SMEM_DEFAULT: u32 = 48 << 10;
+pub(super) const SMEM_DEFAULT: u32 = 48 << 10;
 
 pub(super) fn i32_of(what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| {
