@@ -274,7 +274,10 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
                                        float* __restrict__ part, int t, int heads, int kv_heads, int max_ctx,
                                        int nsplit, float scale, float* __restrict__ out, u32* __restrict__ done,
                                        int min_keys) {
-    pdl_begin();
+    // rope_attention loads the positions and its first keys and values before waiting for
+    // the q/k/v product: launches that have finished wrote them (the one ahead waited for
+    // them), and this one writes the step's row (taken from shared memory, below).
+    if (!ROPE) pdl_begin();
     __shared__ __align__(16) u16 qs[NQ_MAX][QSTR];
     __shared__ __align__(16) u16 kvs[2][HEAD_DIM];  // rope_attention: the step's k and v
     __shared__ float ms[DEC_WARPS][NQ_MAX], ls[DEC_WARPS][NQ_MAX];
@@ -285,37 +288,40 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     const int group = heads / kv_heads, nq = t * group;
     const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane >> 2, tig = lane & 3;
 
-    // Everything that does not need the positions is loaded before them (the step's queries,
-    // key, value and rope frequencies), so that its round trip overlaps theirs.
+    // The step's queries, key, value and rope frequencies (attention_decode: before the
+    // positions, one round trip for both).
     const int half = HEAD_DIM / 2;
     // The thread's pair is threadIdx.x % half in every round when half divides the block
     // (head sizes 64 and 128): rope_attention then computes its factors once.
     constexpr bool ONE_C = (32 * DEC_WARPS) % (HEAD_DIM / 2) == 0;
     float qx[QI][2], qf[QI];
-#pragma unroll
-    for (int it = 0; it < QI; it++) {
-        const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
-        const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
-        qx[it][0] = qx[it][1] = qf[it] = 0.0f;
-        if (n < nq) {
-            int r, h;
-            query_head(n, group, r, h);
-            const float* qh = q + ((i64)r * heads + kvh * group + h) * HEAD_DIM;
-            qx[it][0] = qh[c0];
-            qx[it][1] = qh[c1];
-            if (ROPE && !ONE_C) qf[it] = inv_freq[c];
-        }
-    }
     const int s0 = ROPE && neox ? threadIdx.x : 2 * threadIdx.x, s1 = ROPE && neox ? s0 + half : s0 + 1;
     float kx[2] = {0.0f, 0.0f}, vx[2] = {0.0f, 0.0f}, rf = 0.0f;
-    if (ROPE && (int)threadIdx.x < half) {
-        const float *kh = kn + (i64)kvh * HEAD_DIM, *vh = vn + (i64)kvh * HEAD_DIM;
-        kx[0] = kh[s0];
-        kx[1] = kh[s1];
-        vx[0] = vh[s0];
-        vx[1] = vh[s1];
-    }
-    if (ROPE) rf = inv_freq[threadIdx.x % half];
+    auto load_step = [&]() {
+#pragma unroll
+        for (int it = 0; it < QI; it++) {
+            const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
+            const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
+            qx[it][0] = qx[it][1] = qf[it] = 0.0f;
+            if (n < nq) {
+                int r, h;
+                query_head(n, group, r, h);
+                const float* qh = q + ((i64)r * heads + kvh * group + h) * HEAD_DIM;
+                qx[it][0] = qh[c0];
+                qx[it][1] = qh[c1];
+                if (ROPE && !ONE_C) qf[it] = inv_freq[c];
+            }
+        }
+        if (ROPE && (int)threadIdx.x < half) {
+            const float *kh = kn + (i64)kvh * HEAD_DIM, *vh = vn + (i64)kvh * HEAD_DIM;
+            kx[0] = kh[s0];
+            kx[1] = kh[s1];
+            vx[0] = vh[s0];
+            vx[1] = vh[s1];
+        }
+        if (ROPE) rf = inv_freq[threadIdx.x % half];
+    };
+    if (!ROPE) load_step();
 
     u32 mx = 0, bad = 0;  // bit r: row r's position is past the cache
     for (int r = 0; r < t; r++) {
@@ -351,6 +357,10 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     int kb = k0 + 16 * warp;
     if (kb < k1) load(kb, kwa, vwa);
     if (kb + S < k1) load(kb + S, kwb, vwb);
+    if (ROPE) {
+        pdl_begin();
+        load_step();
+    }
 
     // Q (rotated first in rope_attention) as f16 times scale * log2 e; pair c of a head is
     // dims (2c, 2c + 1), or (c, c + HEAD_DIM / 2) for neox, as rope_kv_write pairs them.
