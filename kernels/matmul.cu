@@ -583,8 +583,15 @@ __device__ __forceinline__ void gemv_blocks(GEMV_PARAMS, int slot_row, i64 row_b
     const u8* norm = XS && (flags & FUSE_NORM) ? nrm : nullptr;
     if (XS) {
         const float ss = IQ ? stage_x_digits(x, xs, cols, norm, nrm_dt) : stage_x_f32(x, xs, cols, T, norm, nrm_dt);
-        if (norm) scale = rsqrtf(block_sum(ss, xs + T * xstride + 4) / (float)cols + eps);
+        // block_sum's arithmetic with one barrier, the one that publishes x: its scratch
+        // (past x) has no earlier use to wait for.
+        float* part = xs + T * xstride + 4;
+        if (norm) {
+            const float v = warp_sum(ss);
+            if (lane == 0) part[warp] = v;
+        }
         __syncthreads();
+        if (norm) scale = rsqrtf(warp_sum(lane < nw ? part[lane] : 0.0f) / (float)cols + eps);
     }
 
     float acc[NR][TT];
