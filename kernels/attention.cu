@@ -288,8 +288,7 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     const int group = heads / kv_heads, nq = t * group;
     const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane >> 2, tig = lane & 3;
 
-    // The step's queries, key, value and rope frequencies (attention_decode: before the
-    // positions, one round trip for both).
+    // The step's queries, key, value and rope frequencies (attention_decode: with the positions).
     const int half = HEAD_DIM / 2;
     // The thread's pair is threadIdx.x % half in every round when half divides the block
     // (head sizes 64 and 128): rope_attention then computes its factors once.

@@ -39,12 +39,13 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
 // Programmatic dependent launch (sm_90 and later): the host lets each kernel launch before
 // the one ahead of it on the stream has finished, which hides the launch gap between the
 // many small kernels of a decode step. Every kernel calls pdl_begin before it writes
-// anything another kernel touches or reads what the kernel ahead may write: it waits until the kernel ahead has completed
-// (and so, transitively, every earlier one: each of them waited too, which is why a kernel
-// that reads nothing of its predecessor's must still call it), then lets the next one
-// launch. So when a kernel starts, all but the one ahead have finished: what they wrote
-// may be read before the wait (the GGUF GEMV's weights, rope_attention's positions and
-// cached keys and values). A no-op below sm_90 and in launches without the attribute.
+// anything another kernel touches or reads what the kernel ahead may write: it waits until
+// the kernel ahead has completed (and so, transitively, every earlier one: each of them
+// waited too, which is why a kernel that reads nothing of its predecessor's must still call
+// it), then lets the next one launch. So when a kernel starts, all but the one ahead have
+// finished: what they wrote may be read before the wait (the GGUF GEMV's weights,
+// rope_attention's positions and cached keys and values). A no-op below sm_90 and in
+// launches without the attribute.
 __device__ __forceinline__ void pdl_begin() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
