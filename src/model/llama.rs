@@ -413,7 +413,9 @@ impl<B: Backend> Model<B> {
             self.linear_add(b, &s.g, &l.down, &s.y, &s.x, t)?;
         }
         let (out, on) = (&self.plan.output, self.plan.output_norm);
-        if all_logits {
+        if all_logits || t == 1 {
+            // One token: x is the last row already (no copy, which would also break the
+            // chain of launches a backend overlaps).
             self.norm_linears(b, &s.x, on, &s.xn, &[out], &[&s.logits], t)
         } else {
             b.copy(&s.x, (t - 1) * h, &s.last, 0, h)?;
