@@ -288,40 +288,6 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     const int group = heads / kv_heads, nq = t * group;
     const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane >> 2, tig = lane & 3;
 
-    // The step's queries, key, value and rope frequencies (attention_decode: with the positions).
-    const int half = HEAD_DIM / 2;
-    // The thread's pair is threadIdx.x % half in every round when half divides the block
-    // (head sizes 64 and 128): rope_attention then computes its factors once.
-    constexpr bool ONE_C = (32 * DEC_WARPS) % (HEAD_DIM / 2) == 0;
-    float qx[QI][2], qf[QI];
-    const int s0 = ROPE && neox ? threadIdx.x : 2 * threadIdx.x, s1 = ROPE && neox ? s0 + half : s0 + 1;
-    float kx[2] = {0.0f, 0.0f}, vx[2] = {0.0f, 0.0f}, rf = 0.0f;
-    auto load_step = [&]() {
-#pragma unroll
-        for (int it = 0; it < QI; it++) {
-            const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
-            const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
-            qx[it][0] = qx[it][1] = qf[it] = 0.0f;
-            if (n < nq) {
-                int r, h;
-                query_head(n, group, r, h);
-                const float* qh = q + ((i64)r * heads + kvh * group + h) * HEAD_DIM;
-                qx[it][0] = qh[c0];
-                qx[it][1] = qh[c1];
-                if (ROPE && !ONE_C) qf[it] = inv_freq[c];
-            }
-        }
-        if (ROPE && (int)threadIdx.x < half) {
-            const float *kh = kn + (i64)kvh * HEAD_DIM, *vh = vn + (i64)kvh * HEAD_DIM;
-            kx[0] = kh[s0];
-            kx[1] = kh[s1];
-            vx[0] = vh[s0];
-            vx[1] = vh[s1];
-        }
-        if (ROPE) rf = inv_freq[threadIdx.x % half];
-    };
-    if (!ROPE) load_step();
-
     u32 mx = 0, bad = 0;  // bit r: row r's position is past the cache
     for (int r = 0; r < t; r++) {
         mx = max(mx, pos[r] + 1);
@@ -356,10 +322,38 @@ __device__ __forceinline__ void decode(const float* __restrict__ q, const float*
     int kb = k0 + 16 * warp;
     if (kb < k1) load(kb, kwa, vwa);
     if (kb + S < k1) load(kb + S, kwb, vwb);
-    if (ROPE) {
-        pdl_begin();
-        load_step();
+    if (ROPE) pdl_begin();
+    // The step's queries, key, value and rope frequencies, issued with the first keys and
+    // values in flight.
+    const int half = HEAD_DIM / 2;
+    // The thread's pair is threadIdx.x % half in every round when half divides the block
+    // (head sizes 64 and 128): rope_attention then computes its factors once.
+    constexpr bool ONE_C = (32 * DEC_WARPS) % (HEAD_DIM / 2) == 0;
+    float qx[QI][2], qf[QI];
+    const int s0 = ROPE && neox ? threadIdx.x : 2 * threadIdx.x, s1 = ROPE && neox ? s0 + half : s0 + 1;
+    float kx[2] = {0.0f, 0.0f}, vx[2] = {0.0f, 0.0f}, rf = 0.0f;
+#pragma unroll
+    for (int it = 0; it < QI; it++) {
+        const int i = threadIdx.x + 32 * DEC_WARPS * it, n = i / half, c = i % half;
+        const int c0 = ROPE && neox ? c : 2 * c, c1 = ROPE && neox ? c + half : 2 * c + 1;
+        qx[it][0] = qx[it][1] = qf[it] = 0.0f;
+        if (n < nq) {
+            int r, h;
+            query_head(n, group, r, h);
+            const float* qh = q + ((i64)r * heads + kvh * group + h) * HEAD_DIM;
+            qx[it][0] = qh[c0];
+            qx[it][1] = qh[c1];
+            if (ROPE && !ONE_C) qf[it] = inv_freq[c];
+        }
     }
+    if (ROPE && (int)threadIdx.x < half) {
+        const float *kh = kn + (i64)kvh * HEAD_DIM, *vh = vn + (i64)kvh * HEAD_DIM;
+        kx[0] = kh[s0];
+        kx[1] = kh[s1];
+        vx[0] = vh[s0];
+        vx[1] = vh[s1];
+    }
+    if (ROPE) rf = inv_freq[threadIdx.x % half];
 
     // Q (rotated first in rope_attention) as f16 times scale * log2 e; pair c of a head is
     // dims (2c, 2c + 1), or (c, c + HEAD_DIM / 2) for neox, as rope_kv_write pairs them.
